@@ -1,0 +1,35 @@
+# Stages: load and validate blot tables -> simulate -> fit -> diagnose -> report.
+# Each rule is one `python -m pipeline ...` call; the same command runs by hand.
+# Run: snakemake --cores 2 --configfile configs/<analysis>.yaml   (default: configs/example.yaml)
+from snakemake.utils import validate
+
+
+configfile: "configs/example.yaml"
+
+
+validate(config, "pipeline/schemas/config.schema.yaml")
+
+ANALYSIS = config["analysis"]
+DATASET = config["dataset"]
+RESULTS = f"results/{ANALYSIS}"
+LOGS = f"logs/{ANALYSIS}"
+
+
+rule all:
+    input:
+        f"{RESULTS}/data.nc",
+
+
+rule ingest:
+    input:
+        meta=f"{DATASET}/dataset.yaml",
+        conditions=f"{DATASET}/conditions.csv",
+        measurements=f"{DATASET}/measurements.csv",
+    output:
+        f"{RESULTS}/data.nc",
+    log:
+        f"{LOGS}/ingest.log",
+    conda:
+        "environment.yml"
+    shell:
+        'python -m pipeline ingest "$(dirname {input.meta})" --out {output} > {log} 2>&1'

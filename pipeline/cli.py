@@ -1,0 +1,90 @@
+"""Command line: `python -m pipeline <command> ...`, one command per pipeline step.
+
+Only this module reads arguments and prints. Bad input is reported as one line per
+problem on stderr (file, row, column, value, fix) with exit status 2 and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+
+import yaml
+
+from pipeline.problems import ERROR, InputError, Problem
+
+EXIT_BAD_INPUT = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except InputError as e:
+        _report(e.problems, f"{args.command}: nothing written")
+        return EXIT_BAD_INPUT
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+
+    p = sub.add_parser("validate", help="check a blot dataset folder and report every problem (writes nothing)")
+    p.add_argument("dataset", help="dataset folder (dataset.yaml, conditions.csv, measurements.csv)")
+    p.set_defaults(run=_validate)
+
+    p = sub.add_parser("ingest", help="validate a dataset and write it as a labelled NetCDF file")
+    p.add_argument("dataset", help="dataset folder")
+    p.add_argument("--out", required=True, help="NetCDF file to write, e.g. results/example/data.nc")
+    p.set_defaults(run=_ingest)
+
+    p = sub.add_parser("config", help="check an analysis config and print it with its defaults filled")
+    p.add_argument("config", help="configs/<analysis>.yaml")
+    p.set_defaults(run=_config)
+    return parser
+
+
+def _validate(args) -> int:
+    from pipeline import dataset
+
+    data = dataset.load(args.dataset)
+    _report(list(data.warnings))
+    print(_summary(data))
+    return 0
+
+
+def _ingest(args) -> int:
+    from pipeline import dataset, ingest
+
+    data = dataset.load(args.dataset)
+    _report(list(data.warnings))
+    ingest.write(ingest.to_xarray(data), args.out)
+    print(f"{_summary(data)}\nwrote {args.out}")
+    return 0
+
+
+def _config(args) -> int:
+    from pipeline import config
+
+    print(yaml.safe_dump(config.load(args.config), sort_keys=False), end="")
+    return 0
+
+
+def _summary(data) -> str:
+    from pipeline import vocabulary as v
+
+    m, c = data.measurements, data.conditions
+    lines = ", ".join(sorted(c[v.CELL_LINE].unique()))
+    return (f"{data.folder}: valid. {len(c)} conditions of {c[v.CELL_LINE].nunique()} cell lines ({lines}; "
+            f"reference {data.meta['reference_line']}), drugs: {', '.join(data.drugs) or 'none'}; "
+            f"{len(m)} bands of {m[v.TARGET].nunique()} targets on {m[v.BLOT_ID].nunique()} blots.")
+
+
+def _report(problems: list[Problem], closing: str = "") -> None:
+    for p in problems:
+        print(p, file=sys.stderr)
+    counts = Counter(p.severity for p in problems)
+    if counts[ERROR]:
+        tally = ", ".join(f"{n} {sev}{'s' if n > 1 else ''}" for sev, n in sorted(counts.items()))
+        print(f"{tally}; {closing}" if closing else tally, file=sys.stderr)

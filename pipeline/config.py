@@ -1,0 +1,35 @@
+"""Analysis configs (`configs/<analysis>.yaml`), checked against `pipeline/schemas/config.schema.yaml`.
+
+The Snakefile validates the same file against the same schema with
+`snakemake.utils.validate`; the defaults live in the schema only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.problems import InputError, Problem, display_path
+from pipeline.yamlschema import SCHEMA_DIR, read_yaml, validate
+
+SCHEMA_PATH = SCHEMA_DIR / "config.schema.yaml"
+
+
+def load(path: str | Path) -> dict:
+    """The config with defaults filled, or `InputError` carrying every problem found."""
+    path = Path(path)
+    shown = display_path(path)
+    raw, problems = read_yaml(path)
+    if problems:
+        raise InputError(problems)
+    if not isinstance(raw, dict):
+        raise InputError([Problem(shown, "must be a mapping of keys to values",
+                                  fix="start from configs/example.yaml")])
+    config, problems = validate(raw, "config", shown)
+    if not problems and not Path(config["dataset"]).is_dir():
+        problems.append(Problem(shown, "is not a dataset folder", key="dataset", value=config["dataset"],
+                                fix="give the folder that holds dataset.yaml, conditions.csv and measurements.csv "
+                                    "(relative to the directory you run from)"))
+    if problems:
+        raise InputError(problems)
+    return config
+

@@ -1,0 +1,78 @@
+"""Configs: one schema for the CLI and Snakemake, defaults filled from it, bad values named clearly."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.utils import validate as snakemake_validate
+
+from pipeline import config
+from pipeline.problems import InputError
+
+ROOT = Path(__file__).parents[1]
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+@pytest.fixture(autouse=True)
+def in_root(monkeypatch):
+    monkeypatch.chdir(ROOT)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_every_shipped_config_is_valid(path):
+    cfg = config.load(path)
+    assert cfg["analysis"] == path.stem
+
+
+def test_defaults_come_from_the_schema_for_cli_and_snakemake_alike(tmp_path):
+    path = tmp_path / "minimal.yaml"
+    path.write_text("analysis: minimal\ndataset: data/example\n")
+    filled = config.load(path)
+    assert filled == {"analysis": "minimal", "dataset": "data/example", "description": "", "seed": 0}
+    raw = yaml.safe_load(path.read_text())
+    snakemake_validate(raw, str(config.SCHEMA_PATH))  # fills defaults in place, as the Snakefile does
+    assert raw == filled
+
+
+def test_cli_prints_filled_config():
+    run = subprocess.run([sys.executable, "-m", "pipeline", "config", "configs/example.yaml"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert yaml.safe_load(run.stdout) == config.load("configs/example.yaml")
+
+
+BAD = {
+    "bad_analysis_name": ("analysis: 'my analysis'\ndataset: data/example\n", ["'analysis'", "'my analysis'", "does not match"]),
+    "negative_seed": ("analysis: a\ndataset: data/example\nseed: -3\n", ["'seed'", "-3", "minimum"]),
+    "seed_not_integer": ("analysis: a\ndataset: data/example\nseed: one\n", ["'seed'", "'one'", "integer"]),
+    "unknown_key": ("analysis: a\ndataset: data/example\nsede: 1\n", ["'sede'", "not a known key", "did you mean 'seed'"]),
+    "missing_dataset": ("analysis: a\n", ["'dataset'", "required", "add it"]),
+    "dataset_not_a_folder": ("analysis: a\ndataset: data/nowhere\n", ["'dataset'", "'data/nowhere'", "not a dataset folder"]),
+    "not_a_mapping": ("- analysis\n- dataset\n", ["mapping"]),
+    "bad_yaml": ("analysis: a\n  dataset: : [\n", ["not valid YAML", "line 2"]),
+    "empty": ("", ["is empty"]),
+}
+
+
+@pytest.mark.parametrize("text, expected", BAD.values(), ids=BAD.keys())
+def test_bad_config_is_rejected_with_a_clear_message(tmp_path, text, expected):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(InputError):
+        config.load(path)
+    run = subprocess.run([sys.executable, "-m", "pipeline", "config", str(path)], capture_output=True, text=True)
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr + run.stdout
+    assert "bad.yaml" in run.stderr
+    for fragment in expected:
+        assert fragment in run.stderr, (fragment, run.stderr)
+
+
+def test_all_problems_of_a_config_are_reported_at_once(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("analysis: 'a b'\ndataset: data/example\nseed: -1\nextra: 2\n")
+    with pytest.raises(InputError) as err:
+        config.load(path)
+    assert sorted(p.key for p in err.value.problems) == ["analysis", "extra", "seed"]
