@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
+from pathlib import Path
 
 import yaml
 
@@ -57,6 +58,8 @@ def _validate(args) -> int:
 def _ingest(args) -> int:
     from pipeline import dataset, ingest
 
+    if Path(args.out).is_dir():
+        raise InputError([Problem(args.out, "is a folder", fix="give a file path for --out, e.g. results/example/data.nc")])
     data = dataset.load(args.dataset)
     _report(list(data.warnings))
     ingest.write(ingest.to_xarray(data), args.out)

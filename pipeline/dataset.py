@@ -264,7 +264,7 @@ def _check_conditions(path: Path) -> tuple[pd.DataFrame | None, tuple[str, ...],
     doses = {d: _parse(rows, v.dose_column(d), "nonnegative", shown, problems) for d in drugs}
 
     first_row: dict[str, int] = {}
-    for row, _ in rows:
+    for row, cells in rows:
         cid = ids.get(row)
         if cid is not None:
             if cid in first_row:
@@ -272,23 +272,23 @@ def _check_conditions(path: Path) -> tuple[pd.DataFrame | None, tuple[str, ...],
                                         column=v.CONDITION_ID, value=cid, fix="give every condition its own id"))
             else:
                 first_row[cid] = row
-        stim, conc = stimuli.get(row), concs.get(row)
-        if stim is not None and conc is not None:
-            if stim == "none" and conc > 0:
-                problems.append(Problem(shown, "is > 0 but the stimulus is 'none'", row=row, column=v.STIMULUS_CONC,
-                                        value=conc, fix="write 0, or name the stimulus"))
-            elif stim != "none" and conc == 0:
-                problems.append(Problem(shown, f"is 0 but the stimulus is '{stim}'", row=row, column=v.STIMULUS_CONC,
-                                        value=conc, fix="write the stimulus concentration (nM; % for FBS), or "
-                                                        "write 'none' as the stimulus"))
-            elif stim == "FBS" and conc > 100:
-                problems.append(Problem(shown, "is over 100 % FBS", row=row, column=v.STIMULUS_CONC, value=conc,
-                                        fix="FBS is given in % (v/v), e.g. 10"))
+        stim, conc, raw = stimuli.get(row), concs.get(row), cells.get(v.STIMULUS_CONC)
+        conc_problem = None
+        if stim == "none" and conc is not None and conc > 0:
+            conc_problem = "is > 0 but the stimulus is 'none'", "write 0, or name the stimulus"
+        elif stim not in (None, "none") and conc == 0:
+            conc_problem = (f"is 0 but the stimulus is '{stim}'",
+                            "write the stimulus concentration (nM; % for FBS), or write 'none' as the stimulus")
+        elif stim == "FBS" and conc is not None and conc > 100:
+            conc_problem = "is over 100 % FBS", "FBS is given in % (v/v), e.g. 10"
+        if conc_problem:
+            problems.append(Problem(shown, conc_problem[0], row=row, column=v.STIMULUS_CONC, value=raw,
+                                    fix=conc_problem[1]))
         for d in drugs:
             dose = doses[d].get(row)
             if dose is not None and dose > v.MAX_PLAUSIBLE_DOSE_UM:
                 problems.append(Problem(shown, f"is above {v.MAX_PLAUSIBLE_DOSE_UM:g} uM", row=row,
-                                        column=v.dose_column(d), value=dose, severity=WARNING,
+                                        column=v.dose_column(d), value=cells[v.dose_column(d)], severity=WARNING,
                                         fix="doses are in uM: check it was not entered in nM"))
     known = [cells[v.CONDITION_ID] for _, cells in rows] if v.CONDITION_ID in header else None
     if errors(problems):
@@ -324,7 +324,7 @@ def _check_measurements(path: Path, known_ids: list[str] | None) -> tuple[pd.Dat
     loadings = _parse(rows, v.LOADING, "positive", shown, problems, blank_ok=True) if has_loading else {}
     replicates = _parse(rows, v.REPLICATE, "integer", shown, problems) if has_replicate else {}
 
-    if known_ids is not None:
+    if known_ids:  # (a conditions.csv without rows is reported there)
         known_set = set(known_ids)
         for row, cid in cids.items():
             if cid not in known_set:
@@ -346,14 +346,14 @@ def _check_measurements(path: Path, known_ids: list[str] | None) -> tuple[pd.Dat
             continue
         if key in first_row:
             problems.append(Problem(shown, f"is the same band as row {first_row[key]} (same blot, condition, time, "
-                                    "target and replicate)", row=row, column=v.SIGNAL, value=signals.get(row),
+                                    "target and replicate)", row=row, column=v.SIGNAL,
                                     fix="number replicates with the 'replicate' column, or delete the duplicate"))
         else:
             first_row[key] = row
 
-    # every blot x target needs a usable value to identify its scale
+    # every blot x target needs a usable value to identify its scale (checked once the columns are all there)
     groups: dict[tuple, list[int]] = {}
-    for row, _ in rows:
+    for row, _ in rows if set(v.MEASUREMENT_REQUIRED) <= set(header) else ():
         if row in blots and row in targets:
             groups.setdefault((blots[row], targets[row]), []).append(row)
     for (blot, target), members in sorted(groups.items()):

@@ -70,7 +70,7 @@ def to_xarray(dataset: BlotDataset) -> xr.Dataset:
             "name": dataset.meta["name"],
             "description": dataset.meta["description"],
             "reference_line": dataset.meta["reference_line"],
-            "provenance": json.dumps(dataset.meta["provenance"]),
+            "provenance": json.dumps(dataset.meta["provenance"], default=str),  # YAML dates -> ISO text
             "format_version": v.FORMAT_VERSION,
             "source": str(dataset.folder),
         },

@@ -35,7 +35,8 @@ def read_yaml(path: Path) -> tuple[object, list[Problem]]:
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        return None, [Problem(shown, f"is not UTF-8 text ({e.reason} at byte {e.start})", fix="save it as UTF-8")]
+        line = e.object[: e.start].count(b"\n") + 1
+        return None, [Problem(shown, f"is not UTF-8 text ({e.reason})", line=line, fix="save it as UTF-8")]
     except OSError as e:
         return None, [Problem(shown, f"cannot be read ({e.strerror})", fix="check the file's permissions")]
     if not text.strip():
@@ -82,7 +83,7 @@ def _problem(err: jsonschema.ValidationError, sch: dict, file: str) -> Problem:
     fix = _describe(sch, err.absolute_path)
     if err.validator == "additionalProperties":
         allowed = sorted(_subschema(sch, err.absolute_path).get("properties", {}))
-        extra = sorted(set(err.instance) - set(allowed))
+        extra = sorted(str(k) for k in set(err.instance) - set(allowed))
         where = ".".join(path + [extra[0]]) if extra else key
         return Problem(file, "is not a known key", key=where,
                        fix=one_of(allowed, extra[0] if extra else None) + " (or delete it)")
@@ -91,6 +92,8 @@ def _problem(err: jsonschema.ValidationError, sch: dict, file: str) -> Problem:
         sub = _subschema(sch, err.absolute_path).get("properties", {}).get(missing, {})
         return Problem(file, "is required but missing", key=".".join(path + [missing]),
                        fix=f"add it: {sub.get('description', missing)}")
+    if err.validator == "const":
+        return Problem(file, f"must be {err.validator_value!r}", key=key, value=value, fix=fix)
     if err.validator == "enum":
         return Problem(file, "is not an allowed value", key=key, value=value, fix=one_of(err.validator_value, value))
     message = err.message.replace(repr(err.instance), "", 1).strip() if path else err.message

@@ -121,3 +121,12 @@ def test_write_is_atomic_and_keeps_the_old_file_on_failure(tmp_path):
         ingest.write(Broken(), out)
     assert out.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["data.nc"]
+
+
+def test_out_pointing_at_a_folder_is_a_clear_error(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "pipeline", "ingest", str(EXAMPLE), "--out", str(tmp_path)],
+                         capture_output=True, text=True)
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr
+    assert f"{tmp_path}: is a folder" in run.stderr and "--out" in run.stderr
+    assert list(tmp_path.iterdir()) == []
