@@ -9,6 +9,7 @@ configfile: "configs/example.yaml"
 
 validate(config, "pipeline/schemas/config.schema.yaml")
 
+CONFIG = workflow.configfiles[-1]  # the --configfile given (else the default above)
 ANALYSIS = config["analysis"]
 DATASET = config["dataset"]
 RESULTS = f"results/{ANALYSIS}"
@@ -18,6 +19,7 @@ LOGS = f"logs/{ANALYSIS}"
 rule all:
     input:
         f"{RESULTS}/data.nc",
+        f"{RESULTS}/simulation.nc",
 
 
 rule ingest:
@@ -33,3 +35,18 @@ rule ingest:
         "environment.yml"
     shell:
         'python -m pipeline ingest "$(dirname {input.meta})" --out {output} > {log} 2>&1'
+
+
+rule simulate:
+    input:
+        config=CONFIG,
+        data=f"{RESULTS}/data.nc",
+    output:
+        traj=f"{RESULTS}/simulation.nc",
+        plot=f"{RESULTS}/simulation.png",
+    log:
+        f"{LOGS}/simulate.log",
+    conda:
+        "environment.yml"
+    shell:
+        "python -m pipeline simulate {input.config} --data {input.data} --out {output.traj} --plot {output.plot} > {log} 2>&1"

@@ -40,6 +40,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="NetCDF file to write, e.g. results/example/data.nc")
     p.set_defaults(run=_ingest)
 
+    p = sub.add_parser("simulate", help="simulate the dataset's conditions with the config's model variant")
+    p.add_argument("config", help="configs/<analysis>.yaml")
+    p.add_argument("--out", required=True, help="NetCDF of trajectories, e.g. results/example/simulation.nc")
+    p.add_argument("--plot", required=True, help="figure, e.g. results/example/simulation.png")
+    p.add_argument("--data", help="the ingested dataset (NetCDF from `ingest`); default: read the config's dataset")
+    p.set_defaults(run=_simulate)
+
+    p = sub.add_parser("simulate-dataset", help="simulate a blot dataset (format v1) from a spec, with its truth")
+    p.add_argument("spec", help="spec YAML (see data/specs/ and pipeline/schemas/simulation.schema.yaml)")
+    p.add_argument("--out", required=True, help="dataset folder to write (replaced atomically if it exists)")
+    p.set_defaults(run=_simulate_dataset)
+
     p = sub.add_parser("config", help="check an analysis config and print it with its defaults filled")
     p.add_argument("config", help="configs/<analysis>.yaml")
     p.set_defaults(run=_config)
@@ -64,6 +76,38 @@ def _ingest(args) -> int:
     _report(list(data.warnings))
     ingest.write(ingest.to_xarray(data), args.out)
     print(f"{_summary(data)}\nwrote {args.out}")
+    return 0
+
+
+def _simulate(args) -> int:
+    from pipeline import config, dataset, ingest, trajectories
+    from pipeline.outputs import atomic_path
+
+    cfg = config.load(args.config)
+    data = ingest.read(args.data) if args.data else ingest.to_xarray(dataset.load(cfg["dataset"]))
+    traj = trajectories.run(cfg, data)
+    failed = [str(c) for c, ok in zip(traj.condition.values, traj.ok.values) if not ok]
+    if failed:
+        print(f"warning: the solver failed for {len(failed)} condition(s): {', '.join(failed)}", file=sys.stderr)
+    with atomic_path(args.out) as tmp:
+        traj.to_netcdf(tmp, engine=ingest.NETCDF_ENGINE)
+    fig = trajectories.plot(traj, data)
+    with atomic_path(args.plot) as tmp:
+        fig.savefig(tmp, dpi=110, format=Path(args.plot).suffix.lstrip(".") or "png")
+    print(f"simulated {traj.sizes['condition']} conditions x {traj.sizes['time_min']} times\n"
+          f"wrote {args.out} and {args.plot}")
+    return 0
+
+
+def _simulate_dataset(args) -> int:
+    from pipeline import dataset, synthetic
+    from pipeline.outputs import atomic_dir
+
+    spec = synthetic.load_spec(args.spec)
+    with atomic_dir(args.out) as tmp:
+        synthetic.write(spec, tmp)
+        dataset.load(tmp)  # what we write must pass our own validation
+    print(f"{_summary(dataset.load(args.out))}\nwrote {args.out} (truth in truth.yaml, truth_parameters.csv)")
     return 0
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.problems import InputError, Problem, display_path
+from pipeline import parameters
+from pipeline.problems import InputError, Problem, display_path, one_of
 from pipeline.yamlschema import SCHEMA_DIR, read_yaml, validate
 
 SCHEMA_PATH = SCHEMA_DIR / "config.schema.yaml"
@@ -25,6 +26,8 @@ def load(path: str | Path) -> dict:
         raise InputError([Problem(shown, "must be a mapping of keys to values",
                                   fix="start from configs/example.yaml")])
     config, problems = validate(raw, "config", shown)
+    if not problems:
+        problems = _check_names(config, shown)
     if not problems and not Path(config["dataset"]).is_dir():
         problems.append(Problem(shown, "is not a dataset folder", key="dataset", value=config["dataset"],
                                 fix="give the folder that holds dataset.yaml, conditions.csv and measurements.csv "
@@ -33,3 +36,20 @@ def load(path: str | Path) -> dict:
         raise InputError(problems)
     return config
 
+
+
+def _check_names(config: dict, shown: str) -> list[Problem]:
+    """Parameter names in the config must be the table's."""
+    names = parameters.names()
+    model, problems = config["model"], []
+    named = [(f"model.fixed.{n}", n) for n in model["fixed"]]
+    named += [("model.estimate", n) for n in model["estimate"] or []]
+    named += [(f"simulate.shifts.{line}.{n}", n) for line, folds in config["simulate"]["shifts"].items() for n in folds]
+    for key, name in named:
+        if name not in names:
+            problems.append(Problem(shown, "is not a parameter of the network", key=key, value=name,
+                                    fix=one_of(names, name) + " (pipeline/data/parameters.csv)"))
+    for name in sorted(set(model["estimate"] or []) & set(model["fixed"])):
+        problems.append(Problem(shown, "is both estimated and fixed", key="model.estimate", value=name,
+                                fix="remove it from one of model.estimate and model.fixed"))
+    return problems

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import uuid
 from pathlib import Path
 
@@ -25,3 +26,21 @@ def atomic_path(final: str | Path):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
 
+
+
+@contextlib.contextmanager
+def atomic_dir(final: str | Path):
+    """Yield a fresh temporary folder beside `final`; it replaces `final` (if any) only if the block succeeds."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:12]
+    tmp, old = final.with_name(f".{final.name}.{tag}.part"), final.with_name(f".{final.name}.{tag}.old")
+    tmp.mkdir()
+    try:
+        yield tmp
+        if final.exists():
+            os.replace(final, old)
+        os.replace(tmp, final)
+    finally:
+        for leftover in (tmp, old):
+            shutil.rmtree(leftover, ignore_errors=True)

@@ -30,7 +30,9 @@ def test_defaults_come_from_the_schema_for_cli_and_snakemake_alike(tmp_path):
     path = tmp_path / "minimal.yaml"
     path.write_text("analysis: minimal\ndataset: data/example\n")
     filled = config.load(path)
-    assert filled == {"analysis": "minimal", "dataset": "data/example", "description": "", "seed": 0}
+    assert filled == {"analysis": "minimal", "dataset": "data/example", "description": "", "seed": 0,
+                      "model": {"loops_off": [], "fixed": {}, "estimate": None},
+                      "simulate": {"n_times": 121, "shifts": {}}}
     raw = yaml.safe_load(path.read_text())
     snakemake_validate(raw, str(config.SCHEMA_PATH))  # fills defaults in place, as the Snakefile does
     assert raw == filled
@@ -53,6 +55,16 @@ BAD = {
     "not_a_mapping": ("- analysis\n- dataset\n", ["mapping"]),
     "bad_yaml": ("analysis: a\n  dataset: : [\n", ["not valid YAML", "line 2"]),
     "empty": ("", ["is empty"]),
+    "unknown_loop": ("analysis: a\ndataset: data/example\nmodel: {loops_off: [foxo]}\n",
+                     ["'model.loops_off.0'", "'foxo'", "did you mean 'foxo_rtk'"]),
+    "unknown_fixed_parameter": ("analysis: a\ndataset: data/example\nmodel: {fixed: {kT: 2}}\n",
+                                ["'model.fixed.kT'", "not a parameter", "did you mean 'k_T'"]),
+    "estimated_and_fixed": ("analysis: a\ndataset: data/example\nmodel: {fixed: {k_T: 2}, estimate: [k_T]}\n",
+                            ["'model.estimate'", "'k_T'", "both estimated and fixed"]),
+    "negative_fixed_value": ("analysis: a\ndataset: data/example\nmodel: {fixed: {k_T: -1}}\n",
+                             ["'model.fixed.k_T'", "-1", "minimum"]),
+    "shift_of_unknown_parameter": ("analysis: a\ndataset: data/example\nsimulate: {shifts: {R1: {IC50_MK: 3}}}\n",
+                                   ["'simulate.shifts.R1.IC50_MK'", "did you mean 'IC50_MK2206'"]),
 }
 
 
@@ -76,3 +88,25 @@ def test_all_problems_of_a_config_are_reported_at_once(tmp_path):
     with pytest.raises(InputError) as err:
         config.load(path)
     assert sorted(p.key for p in err.value.problems) == ["analysis", "extra", "seed"]
+
+
+def test_schema_lists_the_network_loops():
+    from pipeline import network
+    from pipeline.yamlschema import schema
+
+    enum = schema("config")["properties"]["model"]["properties"]["loops_off"]["items"]["enum"]
+    assert enum == list(network.LOOPS)
+
+
+def test_variant_values_and_estimated_set(tmp_path):
+    from pipeline import parameters, variant
+
+    path = tmp_path / "v.yaml"
+    path.write_text("analysis: v\ndataset: data/example\nmodel: {loops_off: [foxo_rtk, erk_rtk], fixed: {k_T: 7}}\n")
+    cfg = config.load(path)
+    values = variant.values(cfg)
+    assert values["k_T"] == 7 and values["g_F"] == 0 and values["K_ER"] == float("inf")
+    assert values["kd_T"] == parameters.nominal()["kd_T"]
+    est = variant.estimated(cfg)
+    assert {"k_T", "g_F", "K_ER"}.isdisjoint(est) and "kd_T" in est
+    assert set(est) < {n for n in parameters.names() if parameters.table().loc[n, "estimate"]}

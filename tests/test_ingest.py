@@ -12,7 +12,7 @@ import xarray as xr
 from pipeline import dataset, ingest
 from pipeline import vocabulary as v
 
-EXAMPLE = Path(__file__).parents[1] / "data" / "example"
+EXAMPLE = Path(__file__).parent / "data" / "handmade"
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

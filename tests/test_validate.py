@@ -1,4 +1,4 @@
-"""`python -m pipeline validate` and `ingest` on malformed and on harmlessly varied copies of data/example.
+"""`python -m pipeline validate` and `ingest` on malformed and on harmlessly varied copies of tests/data/handmade.
 
 Every case copies the example dataset into a temporary folder, applies one small
 mutation and runs the command line in a subprocess, as a user would.
@@ -19,7 +19,7 @@ import pytest
 import xarray as xr
 import yaml
 
-EXAMPLE = Path(__file__).parents[1] / "data" / "example"
+EXAMPLE = Path(__file__).parent / "data" / "handmade"
 YAML, COND, MEAS = "dataset.yaml", "conditions.csv", "measurements.csv"
 TALLY = re.compile(r"^\d+ errors?(, \d+ warnings?)?; (validate|ingest): nothing written$")
 
@@ -42,7 +42,7 @@ def files_under(folder: Path) -> set[Path]:
 
 @pytest.fixture
 def dataset(tmp_path: Path) -> Path:
-    """A fresh copy of data/example, as tmp_path/ds."""
+    """A fresh copy of tests/data/handmade, as tmp_path/ds."""
     return Path(shutil.copytree(EXAMPLE, tmp_path / "ds"))
 
 
