@@ -7,6 +7,7 @@ problem on stderr (file, row, column, value, fix) with exit status 2 and no trac
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -16,6 +17,10 @@ import yaml
 from pipeline.problems import ERROR, InputError, Problem
 
 EXIT_BAD_INPUT = 2
+
+# XLA's C++ log prints harmless "algebraic simplifier is likely stuck" lines at ERROR level while
+# compiling the stiff solver; real failures still surface as Python errors. Set it to 0 to see them.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def main(argv: list[str] | None = None) -> int:
