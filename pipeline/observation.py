@@ -14,6 +14,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+jax.config.update("jax_enable_x64", True)  # float64 everywhere (as in pipeline.simulate)
+
 
 def marginal_log_likelihood(log_pred, log_y, group, sigma, n_groups: int):
     """Sum over groups of the scale-marginalised log-normal log-likelihood.

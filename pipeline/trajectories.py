@@ -29,7 +29,8 @@ def time_grid(last_min: float, measured, n: int) -> np.ndarray:
     return np.unique(np.concatenate([[0.0], log_spaced, np.asarray(measured, dtype=float)]))
 
 
-def run(config: dict, data: xr.Dataset, settings: simulate.SolverSettings = simulate.SolverSettings()) -> xr.Dataset:
+def run(config: dict, data: xr.Dataset) -> xr.Dataset:
+    settings = simulate.SolverSettings(**config["solver"])
     d = design.from_dataset(data)
     grid = time_grid(float(data[v.TIME_MIN].max()), data[v.TIME_MIN].values, config["simulate"]["n_times"])
     by_line = variant.line_values(config, d.lines)

@@ -31,7 +31,7 @@ def test_defaults_come_from_the_schema_for_cli_and_snakemake_alike(tmp_path):
     path.write_text("analysis: minimal\ndataset: data/example\n")
     filled = config.load(path)
     assert filled == {"analysis": "minimal", "dataset": "data/example", "description": "", "seed": 0,
-                      "model": {"loops_off": [], "fixed": {}, "estimate": None},
+                      "model": {"loops_off": [], "fixed": {}, "estimate": None}, "solver": {},
                       "simulate": {"n_times": 121, "shifts": {}}}
     raw = yaml.safe_load(path.read_text())
     snakemake_validate(raw, str(config.SCHEMA_PATH))  # fills defaults in place, as the Snakefile does
@@ -55,6 +55,8 @@ BAD = {
     "not_a_mapping": ("- analysis\n- dataset\n", ["mapping"]),
     "bad_yaml": ("analysis: a\n  dataset: : [\n", ["not valid YAML", "line 2"]),
     "empty": ("", ["is empty"]),
+    "bad_solver": ("analysis: a\ndataset: data/example\nsolver: {solver: Tsit5, rtol: 0}\n",
+                   ["'solver.solver'", "'Tsit5'", "'solver.rtol'", "less than or equal to the minimum of 0"]),
     "unknown_loop": ("analysis: a\ndataset: data/example\nmodel: {loops_off: [foxo]}\n",
                      ["'model.loops_off.0'", "'foxo'", "did you mean 'foxo_rtk'"]),
     "unknown_fixed_parameter": ("analysis: a\ndataset: data/example\nmodel: {fixed: {kT: 2}}\n",
@@ -110,3 +112,14 @@ def test_variant_values_and_estimated_set(tmp_path):
     est = variant.estimated(cfg)
     assert {"k_T", "g_F", "K_ER"}.isdisjoint(est) and "kd_T" in est
     assert set(est) < {n for n in parameters.names() if parameters.table().loc[n, "estimate"]}
+
+
+def test_every_solver_key_is_a_solver_setting():
+    import dataclasses
+
+    from pipeline import simulate
+    from pipeline.yamlschema import schema
+
+    keys = schema("config")["properties"]["solver"]["properties"]
+    assert set(keys) <= {f.name for f in dataclasses.fields(simulate.SolverSettings)}
+    assert simulate.SolverSettings(**{"rtol": 1e-5, "solver": "Kvaerno4"}).rtol == 1e-5
