@@ -57,11 +57,6 @@ def errors(problems: list[Problem]) -> list[Problem]:
     return [p for p in problems if p.severity == ERROR]
 
 
-def raise_if_errors(problems: list[Problem]) -> None:
-    if errors(problems):
-        raise InputError(problems)
-
-
 def _show(value: object) -> str:
     text = repr(value) if isinstance(value, str) else str(value)
     return text if len(text) <= 60 else text[:57] + "..."
