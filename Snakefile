@@ -20,6 +20,8 @@ rule all:
     input:
         f"{RESULTS}/data.nc",
         f"{RESULTS}/simulation.nc",
+        f"{RESULTS}/posterior.nc",
+        f"{RESULTS}/shifts.csv",
 
 
 rule ingest:
@@ -50,3 +52,35 @@ rule simulate:
         "environment.yml"
     shell:
         "python -m pipeline simulate {input.config} --data {input.data} --out {output.traj} --plot {output.plot} > {log} 2>&1"
+
+
+rule fit_map:
+    input:
+        config=CONFIG,
+        data=f"{RESULTS}/data.nc",
+    output:
+        f"{RESULTS}/map.json",
+    log:
+        f"{LOGS}/fit_map.log",
+    conda:
+        "environment.yml"
+    shell:
+        "python -m pipeline fit-map {input.config} --data {input.data} --out {output} > {log} 2>&1"
+
+
+rule fit_nuts:
+    input:
+        config=CONFIG,
+        data=f"{RESULTS}/data.nc",
+        map=f"{RESULTS}/map.json",
+    output:
+        posterior=f"{RESULTS}/posterior.nc",
+        shifts=f"{RESULTS}/shifts.csv",
+        diagnostics=f"{RESULTS}/diagnostics.json",
+    log:
+        f"{LOGS}/fit_nuts.log",
+    conda:
+        "environment.yml"
+    shell:
+        "python -m pipeline fit-nuts {input.config} --data {input.data} --map {input.map} "
+        "--posterior {output.posterior} --shifts {output.shifts} --diagnostics {output.diagnostics} > {log} 2>&1"

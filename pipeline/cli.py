@@ -57,6 +57,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="dataset folder to write (replaced atomically if it exists)")
     p.set_defaults(run=_simulate_dataset)
 
+    p = sub.add_parser("fit-map", help="multi-start MAP fits of the config's model to the dataset (map.json)")
+    p.add_argument("config", help="configs/<analysis>.yaml")
+    p.add_argument("--data", required=True, help="the ingested dataset, e.g. results/example/data.nc")
+    p.add_argument("--out", required=True, help="JSON to write, e.g. results/example/map.json")
+    p.set_defaults(run=_fit_map)
+
+    p = sub.add_parser("fit-nuts", help="NUTS from the best MAP fits: posterior, mechanism shifts, diagnostics")
+    p.add_argument("config", help="configs/<analysis>.yaml")
+    p.add_argument("--data", required=True, help="the ingested dataset, e.g. results/example/data.nc")
+    p.add_argument("--map", required=True, help="the fit-map output, e.g. results/example/map.json")
+    p.add_argument("--posterior", required=True, help="ArviZ NetCDF to write, e.g. results/example/posterior.nc")
+    p.add_argument("--shifts", required=True, help="CSV to write, e.g. results/example/shifts.csv")
+    p.add_argument("--diagnostics", required=True, help="JSON to write, e.g. results/example/diagnostics.json")
+    p.set_defaults(run=_fit_nuts)
+
+    p = sub.add_parser("shifts", help="print the most probably shifted mechanisms per resistant line")
+    p.add_argument("shifts", help="shifts.csv written by fit-nuts")
+    p.add_argument("--top", type=int, default=3, help="rows per cell line (default 3)")
+    p.set_defaults(run=_shifts)
+
     p = sub.add_parser("config", help="check an analysis config and print it with its defaults filled")
     p.add_argument("config", help="configs/<analysis>.yaml")
     p.set_defaults(run=_config)
@@ -114,6 +134,58 @@ def _simulate_dataset(args) -> int:
         dataset.load(tmp)  # what we write must pass our own validation
     print(f"{_summary(dataset.load(args.out))}\nwrote {args.out} (truth in truth.yaml, truth_parameters.csv)")
     return 0
+
+
+def _fit_map(args) -> int:
+    from pipeline import config, fit, ingest
+
+    cfg = config.load(args.config)
+    result = fit.run_map(cfg, ingest.read(args.data), log=_log)
+    if not result["fits"]:
+        print(f"fit-map: every one of {cfg['map']['starts']} starts failed; nothing written. Check the solver "
+              "settings and the priors of the estimated parameters.", file=sys.stderr)
+        return 1
+    fit.write_json(result, args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _fit_nuts(args) -> int:
+    import json
+
+    from pipeline import config, fit, ingest
+    from pipeline.outputs import atomic_path
+
+    cfg = config.load(args.config)
+    map_result = json.loads(Path(args.map).read_text(encoding="utf-8"))
+    idata, table, diag = fit.run_nuts(cfg, ingest.read(args.data), map_result, log=_log)
+    with atomic_path(args.posterior) as p, atomic_path(args.shifts) as s, atomic_path(args.diagnostics) as d:
+        idata.to_netcdf(str(p), engine=ingest.NETCDF_ENGINE)
+        table.to_csv(s, index=False, float_format="%.6g")
+        Path(d).write_text(json.dumps(diag, indent=1) + "\n", encoding="utf-8")
+    print(f"diagnostics: max R-hat {diag['max_rhat']}, min bulk ESS {diag['min_ess_bulk']:.0f}, "
+          f"min tail ESS {diag['min_ess_tail']:.0f}, {diag['divergences']} divergences, "
+          f"{diag['solver_failures']} solver failures while sampling, {diag['wall_s']:.0f} s")
+    print(fit.top_shifts(table))
+    print(f"wrote {args.posterior}, {args.shifts} and {args.diagnostics}")
+    return 0
+
+
+def _shifts(args) -> int:
+    import pandas as pd
+
+    from pipeline import fit
+
+    path = Path(args.shifts)
+    if not path.is_file():
+        raise InputError([Problem(str(path), "does not exist", fix="run the fit first (make demo, or snakemake)")])
+    print(f"Most probably shifted mechanism parameters per resistant line ({path}):")
+    print(fit.top_shifts(pd.read_csv(path), args.top))
+    return 0
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def _config(args) -> int:

@@ -49,6 +49,12 @@ def _check_names(config: dict, shown: str) -> list[Problem]:
         if name not in names:
             problems.append(Problem(shown, "is not a parameter of the network", key=key, value=name,
                                     fix=one_of(names, name) + " (pipeline/data/parameters.csv)"))
+    table = parameters.table()
+    for name in model["estimate"] or []:
+        if name in names and table.loc[name, "prior"] == "none":
+            problems.append(Problem(shown, "has no prior (a structural constant) and cannot be estimated",
+                                    key="model.estimate", value=name,
+                                    fix="remove it, or give it a prior in pipeline/data/parameters.csv"))
     for name in sorted(set(model["estimate"] or []) & set(model["fixed"])):
         problems.append(Problem(shown, "is both estimated and fixed", key="model.estimate", value=name,
                                 fix="remove it from one of model.estimate and model.fixed"))

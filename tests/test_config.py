@@ -8,7 +8,7 @@ import pytest
 import yaml
 from snakemake.utils import validate as snakemake_validate
 
-from pipeline import config
+from pipeline import config, parameters
 from pipeline.problems import InputError
 
 ROOT = Path(__file__).parents[1]
@@ -31,8 +31,17 @@ def test_defaults_come_from_the_schema_for_cli_and_snakemake_alike(tmp_path):
     path.write_text("analysis: minimal\ndataset: data/example\n")
     filled = config.load(path)
     assert filled == {"analysis": "minimal", "dataset": "data/example", "description": "", "seed": 0,
-                      "model": {"loops_off": [], "fixed": {}, "estimate": None}, "solver": {},
-                      "simulate": {"n_times": 121, "shifts": {}}}
+                      "model": {"loops_off": [], "fixed": {}, "estimate": None,
+                                "shift_mechanisms": list(parameters.MECHANISMS)},
+                      "solver": {}, "simulate": {"n_times": 121, "shifts": {}},
+                      "prior": {"shift": "laplace", "shift_scale": 0.5, "horseshoe_global_scale": 0.1,
+                                "horseshoe_slab_scale": 3.4, "sigma_scale": 0.3, "offset": False,
+                                "offset_scale": 0.05},
+                      "map": {"starts": 16, "steps": 150, "gtol": 1e-3, "keep": 8},
+                      "nuts": {"chains": 4, "warmup": 500, "samples": 500, "target_accept": 0.9,
+                               "max_tree_depth": 8, "dense_mass": True, "mass_init": "hessian",
+                               "chain_method": "sequential", "init_tolerance": 5.0, "progress": True},
+                      "summary": {"threshold_log2": 1.0}}
     raw = yaml.safe_load(path.read_text())
     snakemake_validate(raw, str(config.SCHEMA_PATH))  # fills defaults in place, as the Snakefile does
     assert raw == filled

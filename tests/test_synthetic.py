@@ -42,10 +42,12 @@ def test_example_design_mimics_savill2022():
     c, m = data.conditions, data.measurements
     assert set(c[v.CELL_LINE]) == {"parental", "MK2206R", "ipatasertibR"} and data.meta["reference_line"] == "parental"
     assert set(c[v.STIMULUS]) == {"IGF1"}
-    for drug in ("MK2206", "ipatasertib"):
-        assert len(set(c[v.dose_column(drug)]) - {0}) >= 3
+    # sized for a 2-core demo fit (README): two MK-2206 doses around the parental and resistant IC50s,
+    # ipatasertib with and without the PIM inhibitor, 0 to 4 h
+    assert len(set(c[v.dose_column("MK2206")]) - {0}) >= 2
+    assert ((c["ipatasertib_uM"] > 0) & (c["AZD1208_uM"] == 0)).any()
     assert ((c["ipatasertib_uM"] > 0) & (c["AZD1208_uM"] > 0)).any()
-    assert m[v.TIME_MIN].min() == 0 and m[v.TIME_MIN].max() == 1440
+    assert m[v.TIME_MIN].min() == 0 and m[v.TIME_MIN].max() == 240
     assert m[v.TARGET].nunique() >= 4
     line_of = dict(zip(c[v.CONDITION_ID], c[v.CELL_LINE]))
     lines_per_blot = m.groupby(v.BLOT_ID)[v.CONDITION_ID].agg(lambda ids: len({line_of[i] for i in ids}))

@@ -1,0 +1,136 @@
+"""Simulation-based calibration of the whole fit (MAP + NUTS + shift summary); slow, outside CI.
+
+    python benchmarks/sbc.py --n 20                       # 20 synthetic datasets, ~4-6 min each on 2 cores
+    python benchmarks/sbc.py --n 20 --shard 0/2 &  python benchmarks/sbc.py --n 20 --shard 1/2   # two processes
+
+Each replicate i simulates the design of tests/data/specs/one_shift.yaml (parental + resistant line,
+IGF-1, MK-2206 0 and 1 uM, three targets, two replicates, sigma 0.1) with
+- the estimated parameters of the fit config (tests/test_fit.py's: kd_T, IC50_MK2206, k_6d) drawn from
+  their priors,
+- one planted mechanism, drawn uniformly from the config's shift mechanisms (akt_allosteric_binding,
+  pim_parallel_kinase), shifted up by a log2 fold change drawn from U(2, 5); the other one is unshifted,
+- a fresh seed for blot scales, loadings and noise,
+and fits it with the same compiled MAP and NUTS (the data are an argument of the compiled functions).
+Printed per replicate, and at the end (also as JSON with --out): the coverage of the 90% intervals of all
+shifts (planted and zero ones; target 0.85-0.95), of the planted ones alone, how often the planted mechanism
+ranks first by prob_shift, max R-hat, and wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import arviz as az
+import jax
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from test_fit import CONFIG  # noqa: E402  (the CI fit's config: one source of truth for the design)
+
+from pipeline import config as config_mod  # noqa: E402
+from pipeline import dataset, design, fit, ingest, mapfit, parameters, sampling, synthetic  # noqa: E402
+
+SPEC = ROOT / "tests" / "data" / "specs" / "one_shift.yaml"
+
+
+def replicate_spec(base: dict, i: int, rng: np.random.Generator, cfg: dict) -> tuple[dict, dict]:
+    spec = json.loads(json.dumps(base))
+    table = parameters.table()
+    drawn = {}
+    for name in cfg["model"]["estimate"]:
+        row = table.loc[name]
+        drawn[name] = float(row["value"] * 10 ** (row["sigma_log10"] * rng.normal()))
+    mechanism = str(rng.choice(cfg["model"]["shift_mechanisms"]))
+    log2_fc = float(rng.uniform(2.0, 5.0))
+    param = parameters.mechanism_parameters(mechanism)[0]
+    spec["seed"] = 1000 + i
+    spec["parameters"] = drawn
+    spec["lines"] = {"parental": {}, "resistant": {"shifts": {mechanism: {param: 2.0 ** log2_fc}}}}
+    return spec, {"mechanism": mechanism, "parameter": param, "log2_fc": log2_fc, "parameters": drawn}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=20)
+    ap.add_argument("--shard", default="0/1", help="k/m: run replicates i with i %% m == k")
+    ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--samples", type=int, default=100)
+    ap.add_argument("--out", help="write the per-replicate records and the summary as JSON here")
+    args = ap.parse_args(argv)
+    k, m = map(int, args.shard.split("/"))
+    base = synthetic.load_spec(SPEC)
+    raw = {**CONFIG, "nuts": {**CONFIG["nuts"], "warmup": args.warmup, "samples": args.samples}}
+    records, model, opt, sampler = [], None, None, None
+    rng = np.random.default_rng(2026)
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg_path = Path(tmp) / "cfg.yaml"
+        cfg_path.write_text(yaml.safe_dump(raw))
+        cfg = config_mod.load(cfg_path)
+        specs = [replicate_spec(base, i, rng, cfg) for i in range(args.n)]  # drawn for all, so shards agree
+        for i in range(args.n):
+            if i % m != k:
+                continue
+            t0 = time.perf_counter()
+            spec, truth = specs[i]
+            folder = Path(tmp) / f"rep{i}"
+            synthetic.write(spec, folder)
+            ds = ingest.to_xarray(dataset.load(folder))
+            if model is None:
+                model = fit.model(cfg, ds)
+                opt = mapfit.Optimizer(model)
+                sampler = sampling.Sampler(model, cfg["nuts"])
+            d = design.from_dataset(ds)
+            assert d.groups == model.design.groups and np.array_equal(d.cond_index, model.design.cond_index)
+            log_y = np.log(d.y)
+            key = jax.random.PRNGKey(i)
+            starts = mapfit.run(model, jax.random.fold_in(key, 1), cfg["map"]["starts"], cfg["map"]["steps"],
+                                cfg["map"]["gtol"], log=lambda s: None, log_y=log_y, optimizer=opt)
+            inits = np.stack([starts.u[starts.order[c % 2]] for c in range(cfg["nuts"]["chains"])])
+            draws = sampler.run(jax.random.fold_in(key, 2), inits, log_y=log_y)
+            idata = fit.inference_data(model, draws, ds, jax.random.fold_in(key, 3))
+            table = fit.shift_table(idata)
+            rhat = float(max(np.nanmax(x.values) for x in az.rhat(
+                idata.posterior[["shift", "sigma"] + list(model.estimated)]).data_vars.values()))
+            covered = []
+            for _, row in table.iterrows():
+                true = truth["log2_fc"] if row["parameter"] == truth["parameter"] else 0.0
+                covered.append({"parameter": row["parameter"], "true": true,
+                                "covered": bool(row["ci90_low"] <= true <= row["ci90_high"]),
+                                "prob_shift": float(row["prob_shift"])})
+            rec = {"replicate": i, **truth, "first": str(table.iloc[0]["parameter"]) == truth["parameter"],
+                   "shifts": covered, "max_rhat": rhat, "divergences": int(draws.stats["diverging"].sum()),
+                   "solver_failures": int(draws.failures.sum()), "wall_s": round(time.perf_counter() - t0, 1)}
+            records.append(rec)
+            print(json.dumps({k2: rec[k2] for k2 in ("replicate", "mechanism", "log2_fc", "first", "max_rhat",
+                                                      "wall_s")}) + " " +
+                  " ".join(f"{c['parameter']}:{'in' if c['covered'] else 'OUT'}(p={c['prob_shift']:.2f})"
+                           for c in covered), flush=True)
+            if args.out:
+                Path(args.out).write_text(json.dumps({"records": records}, indent=1))
+    cov = [c["covered"] for r in records for c in r["shifts"]]
+    cov_planted = [c["covered"] for r in records for c in r["shifts"] if c["parameter"] == r["parameter"]]
+    summary = {"replicates": len(records), "coverage_90": float(np.mean(cov)),
+               "coverage_90_planted": float(np.mean(cov_planted)),
+               "coverage_90_unplanted": float(np.mean([c["covered"] for r in records for c in r["shifts"]
+                                                       if c["parameter"] != r["parameter"]])),
+               "planted_ranked_first": float(np.mean([r["first"] for r in records])),
+               "max_rhat": float(max(r["max_rhat"] for r in records))}
+    print(f"coverage_90={summary['coverage_90']:.3f} planted_ranked_first={summary['planted_ranked_first']:.3f} "
+          f"coverage_90_planted={summary['coverage_90_planted']:.3f} "
+          f"coverage_90_unplanted={summary['coverage_90_unplanted']:.3f} replicates={len(records)} "
+          f"max_rhat={summary['max_rhat']:.3f}")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"records": records, "summary": summary}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""The statistical model of a fit, as a log density on one flat unconstrained vector `u`.
+
+Coordinates of `u` (names in `Model.coords`, in this order):
+
+- `<parameter>`: each estimated kinetic parameter of the reference line, non-centred: for a
+  log-normal prior, log theta = log(median) + sigma_log10 * ln(10) * u (so u ~ N(0, 1) a priori);
+  for a Beta prior (fractions), u = logit(theta).
+- `shift:<line>:<parameter>`: the mechanism shifts of each non-reference line (model-spec.md
+  section 4). The line's value is theta * exp(delta) (a fraction: logit theta + delta), delta in
+  natural-log units. Laplace prior: delta = b * u, u ~ Laplace(0, 1). Regularised horseshoe
+  (Piironen & Vehtari 2017, slab fixed): delta = tau * lambda~ * u with u ~ N(0, 1), plus
+  coordinates `log_lambda:<line>:<parameter>` and `log_tau:<line>`.
+- `log_sigma:<target>`: the log-normal band noise of each target (HalfNormal prior on sigma).
+- `log_offset:<target>` with `prior.offset: true`: y = s * (h + c) (HalfNormal prior on c).
+
+Blot scales (one per blot x target) are integrated out analytically (pipeline.observation), so
+NUTS moves in fewer, better-conditioned dimensions; for each posterior draw they are then drawn
+exactly from their conditional posterior (`observe`), which gives the same joint posterior as
+sampling them (tests/test_posterior.py checks this on a small case), a log-likelihood per band for
+PSIS-LOO and the posterior predictive.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy import stats
+
+from pipeline import design as design_mod
+from pipeline import network, observation, parameters, simulate, variant
+from pipeline.vocabulary import TARGETS
+
+LN10 = math.log(10.0)
+TINY = 1e-12  # floor of a model value before its log (solver round-off can make it slightly negative)
+
+
+class Model:
+    """Priors, shifts and the blot likelihood of one analysis; every method is a pure JAX function of `u`."""
+
+    def __init__(self, config: dict, design: design_mod.Design, settings: simulate.SolverSettings):
+        table, names = parameters.table(), parameters.names()
+        prior, model = config["prior"], config["model"]
+        self.design, self.settings = design, settings
+        self.lines = design.lines
+        values = variant.values(config)
+        self.base = jnp.asarray(parameters.as_array(values))
+        self.estimated = variant.estimated(config)
+        self.est_index = np.array([names.index(n) for n in self.estimated], dtype=int)
+        self.est_beta = np.array([parameters.is_fraction(n) for n in self.estimated], dtype=bool)
+        t = table.loc[list(self.estimated)] if self.estimated else table.iloc[:0]
+        self.est_loc = np.log(t["value"].to_numpy(float)) if len(t) else np.zeros(0)
+        self.est_scale = (t["sigma_log10"].fillna(1.0).to_numpy(float) * LN10) if len(t) else np.zeros(0)
+        self.beta_a = t["beta_a"].fillna(1.0).to_numpy(float) if len(t) else np.zeros(0)
+        self.beta_b = t["beta_b"].fillna(1.0).to_numpy(float) if len(t) else np.zeros(0)
+
+        held = set(network.loop_overrides(model["loops_off"]))
+        self.shift_params = tuple((m, p) for m in model["shift_mechanisms"] for p in parameters.mechanism_parameters(m)
+                                  if p not in held)
+        self.shift_index = np.array([names.index(p) for _, p in self.shift_params], dtype=int)
+        self.shift_beta = np.array([parameters.is_fraction(p) for _, p in self.shift_params], dtype=bool)
+        self.shifted_lines = self.lines[1:]
+        self.shift_prior = prior["shift"]
+        self.laplace_scale = prior["shift_scale"]
+        self.tau_scale, self.slab = prior["horseshoe_global_scale"], prior["horseshoe_slab_scale"]
+
+        self.targets = tuple(dict.fromkeys(TARGETS[i] for i in design.target_index))  # those in the dataset
+        self.band_target = np.array([self.targets.index(TARGETS[i]) for i in design.target_index], dtype=int)
+        self.sigma_scale = prior["sigma_scale"]
+        self.offset, self.offset_scale = prior["offset"], prior["offset_scale"]
+        self.log_y = jnp.log(jnp.asarray(design.y))
+
+        k, lines = len(self.shift_params), self.shifted_lines
+        shift_names = [f"shift:{line}:{p}" for line in lines for _, p in self.shift_params]
+        coords = list(self.estimated) + shift_names
+        if self.shift_prior == "horseshoe":
+            coords += [f"log_lambda:{line}:{p}" for line in lines for _, p in self.shift_params]
+            coords += [f"log_tau:{line}" for line in lines]
+        coords += [f"log_sigma:{t}" for t in self.targets]
+        if self.offset:
+            coords += [f"log_offset:{t}" for t in self.targets]
+        self.coords = tuple(coords)
+        n_est, n_shift = len(self.estimated), len(lines) * k
+        self._slices = {"est": slice(0, n_est), "shift": slice(n_est, n_est + n_shift)}
+        at = n_est + n_shift
+        if self.shift_prior == "horseshoe":
+            self._slices["log_lambda"] = slice(at, at + n_shift)
+            self._slices["log_tau"] = slice(at + n_shift, at + n_shift + len(lines))
+            at += n_shift + len(lines)
+        self._slices["log_sigma"] = slice(at, at + len(self.targets))
+        at += len(self.targets)
+        if self.offset:
+            self._slices["log_offset"] = slice(at, at + len(self.targets))
+            at += len(self.targets)
+        self.dim = at
+
+    # ---- named pieces of u -------------------------------------------------------------------------
+    def _part(self, u, name):
+        return u[self._slices[name]]
+
+    def estimates(self, u):
+        """The estimated parameters' natural values, [n_est]."""
+        z = self._part(u, "est")
+        return jnp.where(self.est_beta, jax.nn.sigmoid(z), jnp.exp(self.est_loc + self.est_scale * z))
+
+    def shifts(self, u):
+        """delta, [lines-1, k]: natural-log (fractions: logit) shift of each mechanism parameter per non-reference line."""
+        k = len(self.shift_params)
+        w = self._part(u, "shift").reshape(len(self.shifted_lines), k)
+        if self.shift_prior == "laplace":
+            return self.laplace_scale * w
+        lam = jnp.exp(self._part(u, "log_lambda").reshape(len(self.shifted_lines), k))
+        tau = jnp.exp(self._part(u, "log_tau"))[:, None]
+        lam_tilde = jnp.sqrt(self.slab**2 * lam**2 / (self.slab**2 + tau**2 * lam**2))
+        return tau * lam_tilde * w
+
+    def sigma(self, u):
+        return jnp.exp(self._part(u, "log_sigma"))
+
+    def offsets(self, u):
+        return jnp.exp(self._part(u, "log_offset")) if self.offset else jnp.zeros(len(self.targets))
+
+    def line_values(self, u):
+        """Natural parameter vectors of every cell line, [lines, P] (reference first)."""
+        ref = self.base.at[self.est_index].set(self.estimates(u))
+        if not self.shift_params:
+            return jnp.tile(ref, (len(self.lines), 1))
+        old = ref[self.shift_index]
+        delta = self.shifts(u)
+        logit = jnp.log(old) - jnp.log1p(-jnp.where(self.shift_beta, old, 0.0))
+        shifted = jnp.where(self.shift_beta, jax.nn.sigmoid(logit + delta), old * jnp.exp(delta))
+        rows = [ref] + [ref.at[self.shift_index].set(shifted[i]) for i in range(len(self.shifted_lines))]
+        return jnp.stack(rows)
+
+    # ---- densities ---------------------------------------------------------------------------------
+    def log_prior(self, u):
+        """The prior density of u (Jacobians included), up to a constant for none of it: every term is normalised."""
+        z = self._part(u, "est")
+        x = jax.nn.sigmoid(z)
+        beta_lp = stats.beta.logpdf(x, self.beta_a, self.beta_b) + jnp.log(x) + jnp.log1p(-x)
+        lp = jnp.sum(jnp.where(self.est_beta, beta_lp, stats.norm.logpdf(z)))
+        w = self._part(u, "shift")
+        if self.shift_prior == "laplace":
+            lp += jnp.sum(-jnp.abs(w) - math.log(2.0))
+        else:
+            lp += jnp.sum(stats.norm.logpdf(w))
+            log_lam, log_tau = self._part(u, "log_lambda"), self._part(u, "log_tau")
+            lp += jnp.sum(_log_half_cauchy(log_lam, 1.0)) + jnp.sum(_log_half_cauchy(log_tau, self.tau_scale))
+        lp += jnp.sum(_log_half_normal(self._part(u, "log_sigma"), self.sigma_scale))
+        if self.offset:
+            lp += jnp.sum(_log_half_normal(self._part(u, "log_offset"), self.offset_scale))
+        return lp
+
+    def predictions(self, u):
+        """(model value h + offset of every band [N], solver ok)."""
+        sim = simulate.simulate(self.line_values(u), self.design.conditions, self.design.times, self.settings)
+        h = jnp.maximum(design_mod.predictions(sim, self.design), TINY) + self.offsets(u)[self.band_target]
+        return h, jnp.all(sim.ok)
+
+    def log_likelihood(self, u, log_y=None):
+        """(scale-marginalised log-likelihood of all bands, ok: the solves succeeded and it is finite).
+
+        log_y: the data (default: the design's); pass it to reuse one compiled function for other data
+        of the same design (simulation-based calibration)."""
+        log_y = self.log_y if log_y is None else log_y
+        h, ok = self.predictions(u)
+        sigma = self.sigma(u)[self.band_target]
+        ll = observation.marginal_log_likelihood(jnp.log(h), log_y, self.design.group, sigma,
+                                                 len(self.design.groups))
+        return ll, ok & jnp.isfinite(ll)
+
+    def log_density(self, u, log_y=None):
+        """(log prior + log likelihood, ok). Where not ok the value is meaningless: callers make it -inf."""
+        ll, ok = self.log_likelihood(u, log_y)
+        lp = self.log_prior(u) + ll
+        return lp, ok & jnp.isfinite(lp)
+
+    def observe(self, u, key, log_y=None):
+        """Per posterior draw: blot log scales drawn from their exact conditional, the log-likelihood of
+        each band given them, and a replicate dataset (posterior predictive)."""
+        log_y = self.log_y if log_y is None else log_y
+        h, ok = self.predictions(u)
+        sigma = self.sigma(u)[self.band_target]
+        n_groups = len(self.design.groups)
+        k_scale, k_noise = jax.random.split(key)
+        log_scale = observation.draw_log_scales(k_scale, jnp.log(h), log_y, self.design.group, sigma, n_groups)
+        mean = jnp.log(h) + log_scale[self.design.group]
+        log_lik = stats.norm.logpdf(log_y, mean, sigma) - log_y
+        y_rep = jnp.exp(mean + sigma * jax.random.normal(k_noise, mean.shape))
+        return {"log_scale": log_scale, "log_lik": log_lik, "y_rep": y_rep, "h": h, "ok": ok}
+
+    # ---- starts ------------------------------------------------------------------------------------
+    def prior_draw(self, key):
+        """One draw of u from the prior (the multi-start MAP's starting points)."""
+        keys = jax.random.split(key, 6)
+        n_est = len(self.estimated)
+        z = jax.random.normal(keys[0], (n_est,))
+        frac = jax.random.beta(keys[1], self.beta_a, self.beta_b, (n_est,))
+        parts = [jnp.where(self.est_beta, jnp.log(frac) - jnp.log1p(-frac), z)]
+        n_shift = len(self.shifted_lines) * len(self.shift_params)
+        if self.shift_prior == "laplace":
+            parts.append(jax.random.laplace(keys[2], (n_shift,)))
+        else:
+            parts.append(jax.random.normal(keys[2], (n_shift,)))
+            parts.append(jnp.log(jnp.abs(jax.random.cauchy(keys[3], (n_shift,)))))
+            parts.append(jnp.log(self.tau_scale * jnp.abs(jax.random.cauchy(keys[4], (len(self.shifted_lines),)))))
+        parts.append(jnp.log(self.sigma_scale * jnp.abs(jax.random.normal(keys[5], (len(self.targets),)))))
+        if self.offset:
+            parts.append(jnp.log(self.offset_scale * jnp.abs(jax.random.normal(keys[1], (len(self.targets),)))))
+        return jnp.concatenate(parts)
+
+    def named(self, u):
+        """The quantities reported per draw: estimated parameters, shifts, log2 fold changes, noise."""
+        values = self.line_values(u)
+        ref = values[0][self.shift_index] if self.shift_params else jnp.zeros(0)
+        log2_fc = (jnp.log2(values[1:][:, self.shift_index]) - jnp.log2(ref)) if self.shift_params else \
+            jnp.zeros((len(self.shifted_lines), 0))
+        out = {"estimates": self.estimates(u), "shift": self.shifts(u), "log2_fc": log2_fc,
+               "sigma": self.sigma(u)}
+        if self.offset:
+            out["offset"] = self.offsets(u)
+        if self.shift_prior == "horseshoe":
+            out["tau"] = jnp.exp(self._part(u, "log_tau"))
+        return out
+
+
+def _log_half_normal(log_x, scale):
+    """log density of log x when x ~ HalfNormal(scale) (with the Jacobian x)."""
+    x = jnp.exp(log_x)
+    return math.log(2.0) + stats.norm.logpdf(x, 0.0, scale) + log_x
+
+
+def _log_half_cauchy(log_x, scale):
+    """log density of log x when x ~ HalfCauchy(scale) (with the Jacobian x)."""
+    x = jnp.exp(log_x)
+    return math.log(2.0) + stats.cauchy.logpdf(x, 0.0, scale) + log_x

@@ -1,0 +1,126 @@
+"""NUTS (numpyro) on `pipeline.posterior.Model`, started from the best MAP fits.
+
+The numpyro model has one site, `u` (flat, improper), and a factor: the model's log density;
+where a solve fails the factor is -inf, so the proposal is rejected
+(numpyro ends that trajectory as divergent) and the run goes on. Every evaluation's success is
+reported to the host through `jax.debug.callback`, so failures are counted per chain, for warmup
+and sampling apart. With chain_method "sequential" the chains run one after another in one
+compiled kernel, so each count is exact; with "vectorized" the callback is unrolled over the
+chains in order, and a chain whose trajectory already ended still evaluates (and may count) the
+points the others need: its count is an upper bound.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+from numpyro.infer import MCMC, NUTS
+
+from pipeline.posterior import Model
+
+SITE = "u"  # the one numpyro sample site: the unconstrained vector of `Model.coords`
+FIELDS = ("diverging", "num_steps", "accept_prob", "potential_energy", "energy", "adapt_state.step_size")
+
+
+class Draws(NamedTuple):
+    u: np.ndarray  # [chains, draws, D]
+    stats: dict  # FIELDS -> [chains, draws] (sampling phase)
+    warmup_steps: np.ndarray  # [chains] leapfrog steps (= gradient evaluations) spent in warmup
+    failures_warmup: np.ndarray  # [chains] solver failures while warming up
+    failures: np.ndarray  # [chains] solver failures while sampling
+    wall_warmup_s: float
+    wall_sampling_s: float
+
+
+class _FailureCounter:
+    def __init__(self, chains: int):
+        self.chains, self.calls, self.chain = chains, 0, None
+        self.counts = np.zeros(chains, dtype=int)
+
+    def __call__(self, ok):
+        index = self.chain if self.chain is not None else self.calls % self.chains
+        self.calls += 1
+        if not bool(ok):
+            self.counts[index] += 1
+
+    def take(self) -> np.ndarray:
+        out, self.counts, self.calls = self.counts.copy(), np.zeros(self.chains, dtype=int), 0
+        return out
+
+
+class Sampler:
+    """A compiled NUTS kernel for one model; `run` may be called again (same shapes) without recompiling."""
+
+    def __init__(self, model: Model, nuts: dict, inverse_mass_matrix=None):
+        self.model, self.cfg = model, nuts
+        self.counter = _FailureCounter(nuts["chains"])
+        self.vectorized = nuts["chain_method"] == "vectorized" and nuts["chains"] > 1
+
+        def density(log_y):
+            u = numpyro.sample(SITE, dist.ImproperUniform(dist.constraints.real_vector, (), (model.dim,)))
+            lp, ok = model.log_density(u, log_y)
+            jax.debug.callback(self.counter, ok)
+            numpyro.factor("log_density", jnp.where(ok, lp, -jnp.inf))
+
+        # numpyro checks a model's initial point before it takes ours: point that check at ours too
+        self._init_values = {SITE: jnp.zeros(model.dim)}
+        kernel = NUTS(density, init_strategy=numpyro.infer.init_to_value(values=self._init_values),
+                      target_accept_prob=nuts["target_accept"], max_tree_depth=nuts["max_tree_depth"],
+                      dense_mass=nuts["dense_mass"],
+                      inverse_mass_matrix=None if inverse_mass_matrix is None else
+                      {(SITE,): jnp.asarray(inverse_mass_matrix)})
+        # the data are an argument of the compiled kernel (jit_model_args), so `run` on other data of the same
+        # design does not compile again
+        self.mcmc = MCMC(kernel, num_warmup=nuts["warmup"], num_samples=nuts["samples"],
+                         num_chains=nuts["chains"] if self.vectorized else 1, chain_method="vectorized",
+                         progress_bar=nuts["progress"], jit_model_args=True)
+
+    def run(self, key, inits: np.ndarray, warmup: int | None = None, samples: int | None = None,
+            log_y=None) -> Draws:
+        """inits: [chains, D] starting points; warmup, samples: override the config's lengths; log_y: other data
+        of the same design (default: the model's)."""
+        self.log_y = self.model.log_y if log_y is None else jnp.asarray(log_y)
+        self._init_values[SITE] = jnp.asarray(inits[0])
+        chains = self.cfg["chains"]
+        self.mcmc.num_warmup = warmup or self.cfg["warmup"]
+        self.mcmc.num_samples = samples or self.cfg["samples"]
+        keys = jax.random.split(key, chains)
+        if self.vectorized:
+            self.counter.chain = None
+            parts = [self._one(keys, jnp.asarray(inits))]
+        else:
+            parts = []
+            for c in range(chains):
+                self.counter.chain = c
+                parts.append(self._one(keys[c], jnp.asarray(inits[c])))
+        cat = lambda xs: np.concatenate(xs, axis=0)  # noqa: E731
+        if self.vectorized:
+            warm_f, fail = parts[0][3], parts[0][4]
+        else:
+            warm_f = np.array([p[3][c] for c, p in enumerate(parts)])
+            fail = np.array([p[4][c] for c, p in enumerate(parts)])
+        return Draws(
+            u=cat([p[0] for p in parts]),
+            stats={k: cat([p[1][k] for p in parts]) for k in FIELDS},
+            warmup_steps=cat([p[2] for p in parts]),
+            failures_warmup=warm_f, failures=fail,
+            wall_warmup_s=sum(p[5] for p in parts), wall_sampling_s=sum(p[6] for p in parts))
+
+    def _one(self, key, init):
+        t0 = time.perf_counter()
+        self.counter.take()
+        self.mcmc.warmup(key, self.log_y, init_params={SITE: init}, extra_fields=("num_steps",), collect_warmup=True)
+        warm_steps = np.asarray(self.mcmc.get_extra_fields(group_by_chain=True)["num_steps"]).sum(axis=1)
+        fail_warm = self.counter.take()
+        t1 = time.perf_counter()
+        self.mcmc.run(self.mcmc.post_warmup_state.rng_key, self.log_y, extra_fields=FIELDS)
+        u = np.asarray(self.mcmc.get_samples(group_by_chain=True)[SITE])
+        fields = {k: np.asarray(v) for k, v in self.mcmc.get_extra_fields(group_by_chain=True).items()}
+        fail = self.counter.take()
+        return u, fields, warm_steps, fail_warm, fail, t1 - t0, time.perf_counter() - t1

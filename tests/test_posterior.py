@@ -1,0 +1,181 @@
+"""The statistical model (pipeline.posterior) against independent numpyro densities, and the MAP and NUTS
+machinery (pipeline.mapfit, pipeline.sampling) on an analytic stand-in for the ODE, so that forced
+solver failures can be placed exactly and nothing here waits on an ODE compile."""
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro.distributions as dist
+import pytest
+import yaml
+
+from pipeline import config, dataset, design, ingest, mapfit, parameters, sampling, simulate
+from pipeline.posterior import LN10, Model
+
+ONE_SHIFT = Path(__file__).parent / "data" / "one_shift"
+
+
+def _config(tmp_path, **over):
+    raw = {"analysis": "t", "dataset": str(ONE_SHIFT),
+           "model": {"estimate": ["kd_T", "IC50_MK2206", "c_T"],
+                     "shift_mechanisms": ["akt_allosteric_binding", "pim_parallel_kinase", "pten_loss"]}}
+    for k, val in over.items():
+        raw[k] = {**raw.get(k, {}), **val}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return config.load(path)
+
+
+def _model(cfg, cls=Model):
+    return cls(cfg, design.from_dataset(ingest.to_xarray(dataset.load(ONE_SHIFT))), simulate.SolverSettings())
+
+
+@pytest.mark.parametrize("shift_prior", ["laplace", "horseshoe"])
+def test_log_prior_matches_numpyro_densities(tmp_path, shift_prior):
+    cfg = _config(tmp_path, prior={"shift": shift_prior, "offset": True})
+    m = _model(cfg)
+    u = jax.random.normal(jax.random.PRNGKey(0), (m.dim,)) * 0.8
+    table = parameters.table()
+    expected = 0.0
+    theta = np.asarray(m.estimates(u))
+    for i, name in enumerate(m.estimated):  # density of theta times |d theta / d u|
+        row = table.loc[name]
+        if row["prior"] == "beta":
+            expected += dist.Beta(row["beta_a"], row["beta_b"]).log_prob(theta[i]) + np.log(theta[i] * (1 - theta[i]))
+        else:
+            s = row["sigma_log10"] * LN10
+            expected += dist.LogNormal(np.log(row["value"]), s).log_prob(theta[i]) + np.log(theta[i] * s)
+    n_shift = len(m.shifted_lines) * len(m.shift_params)
+    w = np.asarray(u[len(m.estimated):len(m.estimated) + n_shift])
+    if shift_prior == "laplace":
+        b = cfg["prior"]["shift_scale"]
+        expected += np.sum(dist.Laplace(0.0, b).log_prob(b * w)) + n_shift * np.log(b)
+    else:
+        log_lam = np.asarray(u[m._slices["log_lambda"]])
+        log_tau = np.asarray(u[m._slices["log_tau"]])
+        expected += np.sum(dist.Normal().log_prob(w))
+        expected += np.sum(dist.HalfCauchy(1.0).log_prob(np.exp(log_lam)) + log_lam)
+        expected += np.sum(dist.HalfCauchy(cfg["prior"]["horseshoe_global_scale"]).log_prob(np.exp(log_tau)) + log_tau)
+    for part, scale in (("log_sigma", "sigma_scale"), ("log_offset", "offset_scale")):
+        x = np.asarray(u[m._slices[part]])
+        expected += np.sum(dist.HalfNormal(cfg["prior"][scale]).log_prob(np.exp(x)) + x)
+    assert float(m.log_prior(u)) == pytest.approx(float(expected), rel=1e-10, abs=1e-10)
+    assert len(m.coords) == m.dim
+
+
+def test_log_prior_gradient_matches_finite_differences(tmp_path):
+    m = _model(_config(tmp_path, prior={"shift": "horseshoe"}))
+    u = jax.random.normal(jax.random.PRNGKey(1), (m.dim,)) * 0.5
+    g = np.asarray(jax.grad(m.log_prior)(u))
+    h = 1e-6
+    fd = np.array([(m.log_prior(u.at[i].add(h)) - m.log_prior(u.at[i].add(-h))) / (2 * h) for i in range(m.dim)])
+    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-6)
+
+
+def test_shifts_act_on_the_resistant_line_only(tmp_path):
+    cfg = _config(tmp_path)
+    m = _model(cfg)
+    names = parameters.names()
+    u = np.zeros(m.dim)
+    k = {p: i for i, (_, p) in enumerate(m.shift_params)}
+    start = len(m.estimated)
+    u[start + k["IC50_MK2206"]] = 2.0  # Laplace coordinate: delta = 0.5 * 2 = 1
+    u[start + k["phi_b"]] = 4.0  # a fraction: logit shift of 2
+    values = np.asarray(m.line_values(jnp.asarray(u)))
+    ref, res = values[0], values[1]
+    assert m.lines == ("parental", "resistant")
+    assert ref[names.index("IC50_MK2206")] == pytest.approx(0.2)  # u = 0: the prior median
+    assert res[names.index("IC50_MK2206")] == pytest.approx(0.2 * np.e)
+    logit = lambda x: np.log(x / (1 - x))  # noqa: E731
+    assert logit(res[names.index("phi_b")]) - logit(ref[names.index("phi_b")]) == pytest.approx(2.0)
+    assert res[names.index("X")] == ref[names.index("X")]
+    changed = np.flatnonzero(~np.isclose(ref, res))
+    assert {names[i] for i in changed} == {"IC50_MK2206", "phi_b"}
+    q = m.named(jnp.asarray(u))
+    assert float(q["log2_fc"][0, k["IC50_MK2206"]]) == pytest.approx(1 / np.log(2))
+
+
+def test_loops_off_parameters_do_not_shift(tmp_path):
+    cfg = _config(tmp_path, model={"loops_off": ["foxo_rtk"], "shift_mechanisms": ["foxo_rtk_feedback", "pten_loss"]})
+    m = _model(cfg)
+    assert "g_F" not in [p for _, p in m.shift_params]
+
+
+FAIL_ABOVE = -2.0
+
+
+class Analytic(Model):
+    """The same priors and observation model with an analytic 'simulation' in place of the ODE: the band value
+    decays with time at a rate set by its line's kd_T and IC50_MK2206; evaluation fails where logit c_T
+    (coordinate 2, which the data do not inform) exceeds FAIL_ABOVE: a stand-in for a solver failure in one
+    region of parameter space, where ~40 % of its prior mass lies."""
+
+    def predictions(self, u):
+        values = self.line_values(u)
+        names = parameters.names()
+        line = np.asarray(self.design.conditions.line)[self.design.cond_index]
+        t = jnp.asarray(self.design.times)[self.design.cond_index, self.design.time_index]
+        rate = values[line, names.index("kd_T")] * 0.01 + values[line, names.index("IC50_MK2206")] * 0.05
+        h = jnp.exp(-rate * t) * (1.0 + self.band_target)
+        return h, u[2] < FAIL_ABOVE
+
+
+def test_failed_starts_are_dropped_and_counted(tmp_path):
+    cfg = _config(tmp_path, model={"shift_mechanisms": ["akt_allosteric_binding"]})
+    m = _model(cfg, Analytic)
+    result = mapfit.run(m, jax.random.PRNGKey(0), 16, 60, 1e-4, log=lambda s: None)
+    status = np.array(result.status)
+    u0 = result.u0
+    assert np.array_equal(status == mapfit.FAILED_START, u0[:, 2] >= FAIL_ABOVE)
+    assert 0 < np.sum(status == mapfit.FAILED_START) < 16
+    ok = status != mapfit.FAILED_START
+    assert np.all(np.isfinite(result.objective[ok])) and np.all(np.isinf(result.objective[~ok]))
+    assert np.all(result.u[ok, 2] < FAIL_ABOVE)  # no fit walked into the failing region
+    assert list(result.objective[result.order][:ok.sum()]) == sorted(result.objective[ok])
+    assert np.sum(status == mapfit.CONVERGED) >= 1
+
+
+@pytest.mark.parametrize("chain_method", ["sequential", "vectorized"])
+def test_solver_failures_in_nuts_are_rejected_and_counted(tmp_path, chain_method):
+    cfg = _config(tmp_path, model={"shift_mechanisms": ["akt_allosteric_binding"]},
+                  nuts={"chains": 2, "warmup": 150, "samples": 150, "progress": False, "chain_method": chain_method})
+    m = _model(cfg, Analytic)
+    inits = np.zeros((2, m.dim))
+    inits[:, 2] = FAIL_ABOVE - 1.0
+    draws = sampling.Sampler(m, cfg["nuts"]).run(jax.random.PRNGKey(2), inits)
+    assert draws.u.shape == (2, 150, m.dim)
+    assert np.all(draws.u[..., 2] < FAIL_ABOVE)  # a failed proposal is never accepted
+    assert np.all(draws.failures > 0) and np.all(draws.failures_warmup > 0)  # proposals went there, and counted
+    assert draws.stats["diverging"].sum() >= 0 and np.all(np.isfinite(draws.u))
+
+
+def test_same_seed_same_draws_other_seed_other_draws(tmp_path):
+    cfg = _config(tmp_path, model={"shift_mechanisms": ["akt_allosteric_binding"]},
+                  nuts={"chains": 2, "warmup": 30, "samples": 20, "progress": False})
+    m = _model(cfg, Analytic)
+    sampler = sampling.Sampler(m, cfg["nuts"])
+    inits = np.zeros((2, m.dim))
+    inits[:, 2] = FAIL_ABOVE - 1.0
+    a = sampler.run(jax.random.PRNGKey(4), inits).u
+    b = sampler.run(jax.random.PRNGKey(4), inits).u
+    c = sampler.run(jax.random.PRNGKey(5), inits).u
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_hessian_and_inverse_mass_on_a_quadratic():
+    a = np.array([[4.0, 1.0, 0.0], [1.0, 3.0, 0.5], [0.0, 0.5, 0.01]])
+
+    class Quadratic:
+        class model:
+            log_y = None
+        value_and_grad = staticmethod(jax.jit(jax.vmap(
+            lambda u, _: jax.value_and_grad(lambda x: 0.5 * x @ jnp.asarray(a) @ x)(u), in_axes=(0, None))))
+
+    hess = mapfit.hessian(Quadratic, np.array([0.3, -0.2, 1.0]), batch=4)
+    np.testing.assert_allclose(hess, a, atol=1e-6)
+    inv = mapfit.inverse_mass(hess)
+    vals = np.linalg.eigvalsh(inv)
+    assert np.all(vals > 0) and np.max(vals) <= 1.0 + 1e-12  # the flat direction is held at the prior scale
+    assert np.allclose(mapfit.inverse_mass(np.full((2, 2), np.nan)), np.eye(2))
