@@ -5,7 +5,7 @@
 
 Each replicate i simulates the design of tests/data/specs/one_shift.yaml (parental + resistant line,
 IGF-1, MK-2206 0 and 1 uM, three targets, two replicates, sigma 0.1) with
-- the estimated parameters of the fit config (tests/test_fit.py's: kd_T, IC50_MK2206, k_6d) drawn from
+- the estimated parameters of the fit config (tests/test_fit.py's: kd_T, IC50_MK2206) drawn from
   their priors,
 - one planted mechanism, drawn uniformly from the config's shift mechanisms (akt_allosteric_binding,
   pim_parallel_kinase), shifted up by a log2 fold change drawn from U(2, 5); the other one is unshifted,
