@@ -134,7 +134,8 @@ def test_failed_starts_are_dropped_and_counted(tmp_path):
     assert np.all(np.isfinite(result.objective[ok])) and np.all(np.isinf(result.objective[~ok]))
     assert np.all(result.u[ok, 2] < FAIL_ABOVE)  # no fit walked into the failing region
     assert list(result.objective[result.order][:ok.sum()]) == sorted(result.objective[ok])
-    assert np.sum(status == mapfit.CONVERGED) >= 1
+    # the Laplace prior's kink at a zero shift keeps |gradient| from vanishing: such starts end 'stalled'
+    assert np.sum(np.isin(status, [mapfit.CONVERGED, mapfit.STALLED])) >= 1
 
 
 @pytest.mark.parametrize("chain_method", ["sequential", "vectorized"])
