@@ -194,7 +194,7 @@ class Model:
     # ---- starts ------------------------------------------------------------------------------------
     def prior_draw(self, key):
         """One draw of u from the prior (the multi-start MAP's starting points)."""
-        keys = jax.random.split(key, 6)
+        keys = jax.random.split(key, 7)
         n_est = len(self.estimated)
         z = jax.random.normal(keys[0], (n_est,))
         frac = jax.random.beta(keys[1], self.beta_a, self.beta_b, (n_est,))
@@ -208,7 +208,7 @@ class Model:
             parts.append(jnp.log(self.tau_scale * jnp.abs(jax.random.cauchy(keys[4], (len(self.shifted_lines),)))))
         parts.append(jnp.log(self.sigma_scale * jnp.abs(jax.random.normal(keys[5], (len(self.targets),)))))
         if self.offset:
-            parts.append(jnp.log(self.offset_scale * jnp.abs(jax.random.normal(keys[1], (len(self.targets),)))))
+            parts.append(jnp.log(self.offset_scale * jnp.abs(jax.random.normal(keys[6], (len(self.targets),)))))
         return jnp.concatenate(parts)
 
     def named(self, u):
