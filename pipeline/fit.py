@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from pipeline import design, ingest, mapfit, sampling, simulate
+from pipeline import design, mapfit, sampling, simulate
 from pipeline import vocabulary as v
 from pipeline.outputs import atomic_path
 from pipeline.posterior import Model
@@ -206,16 +206,6 @@ def diagnostics(idata: az.InferenceData, draws: sampling.Draws, wall_s: float) -
         "wall_sampling_s": round(draws.wall_sampling_s, 1),
         "chains": chains, "draws": int(post.sizes["draw"]),
     }
-
-
-def write_posterior(idata: az.InferenceData, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
-        idata.to_netcdf(str(tmp), engine=ingest.NETCDF_ENGINE)
-
-
-def write_table(table: pd.DataFrame, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
 
 
 def top_shifts(table: pd.DataFrame, n: int = 3) -> str:

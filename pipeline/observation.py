@@ -44,8 +44,7 @@ def draw_log_scales(key, log_pred, log_y, group, sigma, n_groups: int):
     """One draw of every group's log scale from its conditional posterior given h and sigma (flat prior on
     log s): Normal(mean_g r, sigma_g^2 / n_g). With the draws of the marginal posterior this gives draws of
     the joint posterior of (parameters, scales)."""
-    r = log_y - log_pred
-    n = jnp.maximum(jax.ops.segment_sum(jnp.ones_like(r), group, n_groups), 1.0)
-    mean = jax.ops.segment_sum(r, group, n_groups) / n
+    mean = best_log_scales(log_pred, log_y, group, n_groups)
+    n = jnp.maximum(jax.ops.segment_sum(jnp.ones_like(log_y), group, n_groups), 1.0)
     sigma_g = jax.ops.segment_max(sigma, group, n_groups)
     return mean + sigma_g / jnp.sqrt(n) * jax.random.normal(key, mean.shape)

@@ -91,20 +91,18 @@ class Sampler:
         self.mcmc.num_warmup = warmup or self.cfg["warmup"]
         self.mcmc.num_samples = samples or self.cfg["samples"]
         keys = jax.random.split(key, chains)
-        if self.vectorized:
+        if self.vectorized:  # one run of all chains; the counter tells them apart by call order
             self.counter.chain = None
             parts = [self._one(keys, jnp.asarray(inits))]
-        else:
+            warm_f, fail = parts[0][3], parts[0][4]
+        else:  # one run per chain; the counter books everything on chain c
             parts = []
             for c in range(chains):
                 self.counter.chain = c
                 parts.append(self._one(keys[c], jnp.asarray(inits[c])))
-        cat = lambda xs: np.concatenate(xs, axis=0)  # noqa: E731
-        if self.vectorized:
-            warm_f, fail = parts[0][3], parts[0][4]
-        else:
             warm_f = np.array([p[3][c] for c, p in enumerate(parts)])
             fail = np.array([p[4][c] for c, p in enumerate(parts)])
+        cat = lambda xs: np.concatenate(xs, axis=0)  # noqa: E731
         return Draws(
             u=cat([p[0] for p in parts]),
             stats={k: cat([p[1][k] for p in parts]) for k in FIELDS},
