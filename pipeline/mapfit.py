@@ -129,7 +129,11 @@ def run(model: Model, key, starts: int, steps: int, gtol: float, log: Callable[[
 
 def hessian(opt: Optimizer, u: np.ndarray, batch: int, log_y=None, rel_step: float = 1e-4) -> np.ndarray:
     """Central finite differences of the gradient of -log p at u, symmetrised: [D, D]. The 2D gradients
-    run through the optimizer's compiled vmapped gradient, `batch` (its number of starts) at a time."""
+    run through the optimizer's compiled vmapped gradient, `batch` (its number of starts) at a time.
+
+    The gradient of the prior's kinks (`Model.kink_gradient`: the Laplace |delta| at zero, where a MAP
+    shift often lands) is taken out first: differenced across the kink it would read as a curvature of
+    ~1/rel_step and pin that coordinate's mass, so NUTS would crawl along it."""
     d = u.shape[0]
     log_y = opt.model.log_y if log_y is None else jnp.asarray(log_y)
     h = rel_step * np.maximum(1.0, np.abs(u))
@@ -139,7 +143,7 @@ def hessian(opt: Optimizer, u: np.ndarray, batch: int, log_y=None, rel_step: flo
         chunk = points[i:i + batch]
         padded = np.concatenate([chunk, np.repeat(u[None], batch - len(chunk), axis=0)])
         grads.append(np.asarray(opt.value_and_grad(jnp.asarray(padded), log_y)[1])[:len(chunk)])
-    grads = np.concatenate(grads)
+    grads = np.concatenate(grads) + np.asarray(opt.model.kink_gradient(points))  # objective = -log p
     hess = (grads[:d] - grads[d:]) / (2 * h[:, None])
     return 0.5 * (hess + hess.T)
 

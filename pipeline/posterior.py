@@ -153,6 +153,14 @@ class Model:
             lp += jnp.sum(_log_half_normal(self._part(u, "log_offset"), self.offset_scale))
         return lp
 
+    def kink_gradient(self, u):
+        """The gradient of the non-smooth part of `log_prior` (Laplace: -|w| on the shift coordinates; the
+        horseshoe has none), for u of shape [..., D]; `mapfit.hessian` leaves it out of the curvature."""
+        g = np.zeros(np.shape(u))
+        if self.shift_prior == "laplace":
+            g[..., self._slices["shift"]] = -np.sign(np.asarray(u)[..., self._slices["shift"]])
+        return g
+
     def predictions(self, u):
         """(model value h + offset of every band [N], solver ok)."""
         sim = simulate.simulate(self.line_values(u), self.design.conditions, self.design.times, self.settings)

@@ -171,6 +171,10 @@ def test_hessian_and_inverse_mass_on_a_quadratic():
     class Quadratic:
         class model:
             log_y = None
+
+            @staticmethod
+            def kink_gradient(u):
+                return np.zeros(np.shape(u))
         value_and_grad = staticmethod(jax.jit(jax.vmap(
             lambda u, _: jax.value_and_grad(lambda x: 0.5 * x @ jnp.asarray(a) @ x)(u), in_axes=(0, None))))
 
@@ -180,3 +184,18 @@ def test_hessian_and_inverse_mass_on_a_quadratic():
     vals = np.linalg.eigvalsh(inv)
     assert np.all(vals > 0) and np.max(vals) <= 1.0 + 1e-12  # the flat direction is held at the prior scale
     assert np.allclose(mapfit.inverse_mass(np.full((2, 2), np.nan)), np.eye(2))
+
+
+def test_hessian_leaves_out_the_laplace_kink(tmp_path):
+    """At a shift of exactly zero (where MAP fits of unshifted mechanisms land) the finite-difference Hessian
+    is the smooth part's: the same as just beside the kink, not ~1/step."""
+    cfg = _config(tmp_path, model={"shift_mechanisms": ["akt_allosteric_binding"]})
+    m = _model(cfg, Analytic)
+    opt = mapfit.Optimizer(m)
+    u = np.zeros(m.dim)
+    u[2] = FAIL_ABOVE - 1.0
+    k = len(m.estimated)  # the shift coordinate
+    at_kink = mapfit.hessian(opt, u, batch=4)
+    u[k] = 0.05
+    beside = mapfit.hessian(opt, u, batch=4)
+    assert abs(at_kink[k, k]) < 100 and at_kink[k, k] == pytest.approx(beside[k, k], rel=0.05, abs=1e-3)
