@@ -16,11 +16,6 @@ from test_workflow import snakemake
 
 from pipeline import cli, config, dataset, fit, ingest
 
-# slow: in a fresh-clone CI run under pytest-xdist, the NUTS kernel compile of this fit ran over 13 min
-# (directly it compiles in ~1 min; not understood yet), so the whole-workflow fit runs outside CI for now:
-# `pytest -m slow tests/test_fit.py -n 0`
-pytestmark = pytest.mark.slow
-
 ONE_SHIFT = Path(__file__).parent / "data" / "one_shift"
 PLANTED_LOG2 = np.log2(30.0)
 
