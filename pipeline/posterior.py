@@ -153,13 +153,19 @@ class Model:
             lp += jnp.sum(_log_half_normal(self._part(u, "log_offset"), self.offset_scale))
         return lp
 
-    def kink_gradient(self, u):
-        """The gradient of the non-smooth part of `log_prior` (Laplace: -|w| on the shift coordinates; the
-        horseshoe has none), for u of shape [..., D]; `mapfit.hessian` leaves it out of the curvature."""
-        g = np.zeros(np.shape(u))
+    @property
+    def kink_mask(self):
+        """[D] bool: the coordinates u_i that enter `log_prior` as -|u_i| (the Laplace shifts; the horseshoe
+        has none), where the density has a kink at 0: `mapfit` steps through it with orthant-wise L-BFGS and
+        `mapfit.hessian` leaves it out of the curvature."""
+        mask = np.zeros(self.dim, dtype=bool)
         if self.shift_prior == "laplace":
-            g[..., self._slices["shift"]] = -np.sign(np.asarray(u)[..., self._slices["shift"]])
-        return g
+            mask[self._slices["shift"]] = True
+        return mask
+
+    def kink_gradient(self, u):
+        """The gradient of the kink terms -|u_i| of `log_prior` away from 0, for u of shape [..., D]."""
+        return -np.sign(np.asarray(u)) * self.kink_mask
 
     def predictions(self, u):
         """(model value h + offset of every band [N], solver ok)."""
