@@ -1,7 +1,8 @@
 """Simulation-based calibration of the whole fit (MAP + NUTS + shift summary); slow, outside CI.
 
     python benchmarks/sbc.py --n 20                       # 20 synthetic datasets, ~4-6 min each on 2 cores
-    python benchmarks/sbc.py --n 20 --shard 0/2 &  python benchmarks/sbc.py --n 20 --shard 1/2   # two processes
+    python benchmarks/sbc.py --n 20 --shard 0/2 --out sbc0.json &  python benchmarks/sbc.py --n 20 --shard 1/2 --out sbc1.json
+    python benchmarks/sbc.py --merge sbc0.json sbc1.json                                    # the two shards' summary
 
 Each replicate i simulates the design of tests/data/specs/one_shift.yaml (parental + resistant line,
 IGF-1, MK-2206 0 and 1 uM, three targets, two replicates, sigma 0.1) with
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import arviz as az
 import jax
+import jax.numpy as jnp
 import numpy as np
 import yaml
 
@@ -57,6 +59,24 @@ def replicate_spec(base: dict, i: int, rng: np.random.Generator, cfg: dict) -> t
     return spec, {"mechanism": mechanism, "parameter": param, "log2_fc": log2_fc, "parameters": drawn}
 
 
+def summarise(records: list[dict]) -> dict:
+    """Coverage of the 90% intervals (all shifts, planted, unplanted), how often the planted mechanism ranks
+    first, the worst R-hat; printed as one line."""
+    shifts = [(r, c) for r in records for c in r["shifts"]]
+    summary = {"replicates": len(records),
+               "coverage_90": float(np.mean([c["covered"] for _, c in shifts])),
+               "coverage_90_planted": float(np.mean([c["covered"] for r, c in shifts
+                                                     if c["parameter"] == r["parameter"]])),
+               "coverage_90_unplanted": float(np.mean([c["covered"] for r, c in shifts
+                                                       if c["parameter"] != r["parameter"]])),
+               "planted_ranked_first": float(np.mean([r["first"] for r in records])),
+               "max_rhat": float(max(r["max_rhat"] for r in records)),
+               "divergences": int(sum(r["divergences"] for r in records)),
+               "steps_per_iteration": float(np.mean([r["steps_per_iteration"] for r in records]))}
+    print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()))
+    return summary
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=20)
@@ -64,7 +84,14 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--samples", type=int, default=100)
     ap.add_argument("--out", help="write the per-replicate records and the summary as JSON here")
+    ap.add_argument("--merge", nargs="+", metavar="JSON", help="only summarise the records of these --out files "
+                    "(the shards of one run)")
     args = ap.parse_args(argv)
+    if args.merge:
+        summary = summarise([r for f in args.merge for r in json.loads(Path(f).read_text())["records"]])
+        if args.out:
+            Path(args.out).write_text(json.dumps(summary, indent=1))
+        return 0
     k, m = map(int, args.shard.split("/"))
     base = synthetic.load_spec(SPEC)
     raw = {**CONFIG, "nuts": {**CONFIG["nuts"], "warmup": args.warmup, "samples": args.samples}}
@@ -81,6 +108,7 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             spec, truth = specs[i]
             folder = Path(tmp) / f"rep{i}"
+            folder.mkdir()
             synthetic.write(spec, folder)
             ds = ingest.to_xarray(dataset.load(folder))
             if model is None:
@@ -94,6 +122,11 @@ def main(argv=None) -> int:
             starts = mapfit.run(model, jax.random.fold_in(key, 1), cfg["map"]["starts"], cfg["map"]["steps"],
                                 cfg["map"]["gtol"], log=lambda s: None, log_y=log_y, optimizer=opt)
             inits = np.stack([starts.u[starts.order[c % 2]] for c in range(cfg["nuts"]["chains"])])
+            # as `fit.run_nuts` does (mass_init: hessian): the starting mass matrix from the Hessian at the best
+            # fit. numpyro builds each chain's initial state eagerly from the kernel's matrix, so setting it
+            # here reaches the next run without recompiling (chain_method sequential)
+            hess = mapfit.hessian(opt, starts.u[starts.order[0]], cfg["map"]["starts"], log_y=log_y)
+            sampler.mcmc.sampler._inverse_mass_matrix = {(sampling.SITE,): jnp.asarray(mapfit.inverse_mass(hess))}
             draws = sampler.run(jax.random.fold_in(key, 2), inits, log_y=log_y)
             idata = fit.inference_data(model, draws, ds, jax.random.fold_in(key, 3))
             table = fit.shift_table(idata)
@@ -107,26 +140,17 @@ def main(argv=None) -> int:
                                 "prob_shift": float(row["prob_shift"])})
             rec = {"replicate": i, **truth, "first": str(table.iloc[0]["parameter"]) == truth["parameter"],
                    "shifts": covered, "max_rhat": rhat, "divergences": int(draws.stats["diverging"].sum()),
-                   "solver_failures": int(draws.failures.sum()), "wall_s": round(time.perf_counter() - t0, 1)}
+                   "solver_failures": int(draws.failures.sum()),
+                   "steps_per_iteration": float(draws.stats["num_steps"].mean()),
+                   "wall_s": round(time.perf_counter() - t0, 1)}
             records.append(rec)
             print(json.dumps({k2: rec[k2] for k2 in ("replicate", "mechanism", "log2_fc", "first", "max_rhat",
-                                                      "wall_s")}) + " " +
+                                                      "steps_per_iteration", "wall_s")}) + " " +
                   " ".join(f"{c['parameter']}:{'in' if c['covered'] else 'OUT'}(p={c['prob_shift']:.2f})"
                            for c in covered), flush=True)
             if args.out:
                 Path(args.out).write_text(json.dumps({"records": records}, indent=1))
-    cov = [c["covered"] for r in records for c in r["shifts"]]
-    cov_planted = [c["covered"] for r in records for c in r["shifts"] if c["parameter"] == r["parameter"]]
-    summary = {"replicates": len(records), "coverage_90": float(np.mean(cov)),
-               "coverage_90_planted": float(np.mean(cov_planted)),
-               "coverage_90_unplanted": float(np.mean([c["covered"] for r in records for c in r["shifts"]
-                                                       if c["parameter"] != r["parameter"]])),
-               "planted_ranked_first": float(np.mean([r["first"] for r in records])),
-               "max_rhat": float(max(r["max_rhat"] for r in records))}
-    print(f"coverage_90={summary['coverage_90']:.3f} planted_ranked_first={summary['planted_ranked_first']:.3f} "
-          f"coverage_90_planted={summary['coverage_90_planted']:.3f} "
-          f"coverage_90_unplanted={summary['coverage_90_unplanted']:.3f} replicates={len(records)} "
-          f"max_rhat={summary['max_rhat']:.3f}")
+    summary = summarise(records)
     if args.out:
         Path(args.out).write_text(json.dumps({"records": records, "summary": summary}, indent=1))
     return 0
