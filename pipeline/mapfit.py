@@ -75,17 +75,15 @@ class Optimizer:
         self.init = jax.jit(jax.vmap(self.lbfgs.init))
 
 
-def pseudo_gradient(g: np.ndarray, u: np.ndarray, kink: np.ndarray) -> np.ndarray:
+def pseudo_gradient(g: np.ndarray, u: np.ndarray, model: Model) -> np.ndarray:
     """The gradient g of -log p at u, [S, D], except where u_i = 0 on a kink coordinate (prior term -|u_i|):
     there the subgradient of least magnitude, which is zero when the rest of the gradient is within +-1."""
+    kink = model.kink_mask
     if not kink.any():
         return g
-    smooth = g - kink * np.asarray(_abs_grad(jnp.asarray(u)))  # the rest, whatever jnp.abs's derivative at 0
+    smooth = g + model.kink_gradient(u)  # objective = -log p
     least = np.where(smooth > 1.0, smooth - 1.0, np.where(smooth < -1.0, smooth + 1.0, 0.0))
     return np.where(kink & (u == 0), least, g)
-
-
-_abs_grad = jax.jit(jax.grad(lambda u: jnp.sum(jnp.abs(u))))
 
 
 def run(model: Model, key, starts: int, steps: int, gtol: float, log: Callable[[str], None] = print,
@@ -104,7 +102,7 @@ def run(model: Model, key, starts: int, steps: int, gtol: float, log: Callable[[
     state = opt.init(jnp.asarray(u))
     kink = model.kink_mask
     for it in range(steps):
-        pg = pseudo_gradient(g, u, kink)
+        pg = pseudo_gradient(g, u, model)
         gmax = np.max(np.abs(pg), axis=1) if pg.size else np.zeros(starts)
         status[(status == "") & (gmax < gtol)] = CONVERGED
         active = status == ""
@@ -143,7 +141,7 @@ def run(model: Model, key, starts: int, steps: int, gtol: float, log: Callable[[
                 f"({int(np.sum(status == CONVERGED))} converged, {int(np.sum(status == FAILED_START))} failed at "
                 f"the start); {time.perf_counter() - t0:.0f} s")
     status[status == ""] = MAX_STEPS
-    pg = pseudo_gradient(g, u, kink)
+    pg = pseudo_gradient(g, u, model)
     gmax = np.max(np.abs(pg), axis=1) if pg.size else np.zeros(starts)
     objective = np.where(status == FAILED_START, np.inf, f)
     order = np.argsort(objective, kind="stable")

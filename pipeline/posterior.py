@@ -164,8 +164,9 @@ class Model:
         return mask
 
     def kink_gradient(self, u):
-        """The gradient of the kink terms -|u_i| of `log_prior` away from 0, for u of shape [..., D]."""
-        return -np.sign(np.asarray(u)) * self.kink_mask
+        """The gradient of the kink terms -|u_i| of `log_prior`, for u of shape [..., D], with jnp.abs's
+        derivative at 0 as in the gradient of `log_density`: taking it out leaves the smooth part's."""
+        return -np.asarray(_abs_grad(jnp.asarray(u, dtype=float))) * self.kink_mask
 
     def predictions(self, u):
         """(model value h + offset of every band [N], solver ok)."""
@@ -244,6 +245,9 @@ def _log_half_normal(log_x, scale):
     """log density of log x when x ~ HalfNormal(scale) (with the Jacobian x)."""
     x = jnp.exp(log_x)
     return math.log(2.0) + stats.norm.logpdf(x, 0.0, scale) + log_x
+
+
+_abs_grad = jax.jit(jax.grad(lambda u: jnp.sum(jnp.abs(u))))
 
 
 def _log_half_cauchy(log_x, scale):
