@@ -77,6 +77,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=3, help="rows per cell line (default 3)")
     p.set_defaults(run=_shifts)
 
+    p = sub.add_parser("petab-llh", help="log-likelihood of a PEtab v1 problem at its parameter table's nominal values")
+    p.add_argument("problem", help="the PEtab problem's YAML file")
+    p.add_argument("--rtol", type=float, help="solver relative tolerance (default 1e-10)")
+    p.add_argument("--atol", type=float, help="solver absolute tolerance (default 1e-12)")
+    p.set_defaults(run=_petab_llh)
+
     p = sub.add_parser("config", help="check an analysis config and print it with its defaults filled")
     p.add_argument("config", help="configs/<analysis>.yaml")
     p.set_defaults(run=_config)
@@ -181,6 +187,23 @@ def _shifts(args) -> int:
         raise InputError([Problem(str(path), "does not exist", fix="run the fit first (make demo, or snakemake)")])
     print(f"Most probably shifted mechanism parameters per resistant line ({path}):")
     print(fit.top_shifts(pd.read_csv(path), args.top))
+    return 0
+
+
+def _petab_llh(args) -> int:
+    import jax
+
+    from pipeline import petabproblem
+
+    problem = petabproblem.load(args.problem)
+    solver = petabproblem.Solver(**{k: getattr(args, k) for k in ("rtol", "atol") if getattr(args, k) is not None})
+    ll, ok = jax.jit(lambda x: petabproblem.log_likelihood(problem, x, solver))(problem.x_nominal)
+    print(f"{problem.name}: {len(problem.y)} measurements, {len(problem.simulations)} simulations, "
+          f"{len(problem.x_ids)} estimated parameters at their nominal values")
+    if not bool(ok):
+        print("petab-llh: a solve failed at the nominal parameters; try looser --rtol/--atol", file=sys.stderr)
+        return 1
+    print(f"llh={float(ll):.10g}")
     return 0
 
 

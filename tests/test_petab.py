@@ -1,0 +1,179 @@
+"""PEtab import: published log-likelihoods of two benchmark problems, and a problem built here (pre-equilibration,
+a condition-table species override, per-gel scaling, estimated noise, log-Laplace noise, an assignment rule,
+a compartment of size 2) whose log-likelihood is known in closed form."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import jax
+import libsbml
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from pipeline import cli, petabproblem
+from pipeline.problems import InputError
+
+PETAB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "petab"
+PUBLISHED = {"Fujita_SciSignal2010": 53.08377736998929, "Fiedler_BMCSystBiol2016": 58.58390161681}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_published_log_likelihood(name, capsys):
+    yaml_path = PETAB / name / f"{name}.yaml"
+    if not yaml_path.exists():
+        pytest.skip(f"{yaml_path} is not there (shared/ beside the clone)")
+    assert cli.main(["petab-llh", str(yaml_path)]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("llh=")
+    assert abs(float(last[4:]) - PUBLISHED[name]) < 1e-3
+
+
+# ---- a problem with a closed-form log-likelihood ---------------------------------------------------------
+FIXED = {"kp": 2.0, "kd": 0.5, "kd2": 0.3, "X_init": 1.5}
+# id: (scale, nominal)
+ESTIMATED = {"u_high": ("lin", 3.0), "Y_start": ("log", 4.0), "s_gel1": ("log10", 1.7), "s_gel2": ("log", 0.6),
+             "sigma_X": ("log10", 0.2)}
+U0, U_LOW = 0.2, 1.0
+NOISE_Y = 0.1
+
+
+def _write_sbml(path: Path) -> None:
+    doc = libsbml.SBMLDocument(3, 1)
+    m = doc.createModel()
+    m.setId("toy")
+    c = m.createCompartment()
+    c.setId("cell"), c.setSize(2.0), c.setConstant(True), c.setSpatialDimensions(3)
+    for sid in ("X", "Y"):
+        s = m.createSpecies()
+        s.setId(sid), s.setCompartment("cell"), s.setInitialConcentration(0.0)
+        s.setHasOnlySubstanceUnits(False), s.setBoundaryCondition(False), s.setConstant(False)
+    for pid, value, constant in [("kp", 9.0, True), ("kd", 9.0, True), ("kd2", 9.0, True), ("X_init", 9.0, True),
+                                 ("u", 0.0, False), ("Ysum", 0.0, False)]:
+        p = m.createParameter()  # the SBML values are stale on purpose: the PEtab tables must win
+        p.setId(pid), p.setValue(value), p.setConstant(constant)
+    a = m.createInitialAssignment()
+    a.setSymbol("X"), a.setMath(libsbml.parseL3Formula("X_init"))
+    r = m.createAssignmentRule()
+    r.setVariable("Ysum"), r.setMath(libsbml.parseL3Formula("2 * Y"))
+    for rid, reactant, product, law in [("prod", None, "X", "cell * kp * u"), ("deg", "X", None, "cell * kd * X"),
+                                        ("degY", "Y", None, "cell * kd2 * Y")]:
+        rx = m.createReaction()
+        rx.setId(rid), rx.setReversible(False), rx.setFast(False)
+        for species, make in ((reactant, rx.createReactant), (product, rx.createProduct)):
+            if species:
+                ref = make()
+                ref.setSpecies(species), ref.setStoichiometry(1.0), ref.setConstant(True)
+        rx.createKineticLaw().setMath(libsbml.parseL3Formula(law))
+    assert libsbml.writeSBMLToFile(doc, str(path)) == 1
+
+
+def _measurements() -> pd.DataFrame:
+    rows = []
+    times = [0.0, 0.5, 1.0, 2.0, 4.0]
+    rng = np.random.default_rng(3)
+    for pre, cond, gel in [("starved", "stim_low", "s_gel1"), ("starved", "stim_high", "s_gel2"),
+                           ("", "stim_low", "s_gel2")]:
+        for t in times:
+            rows.append({"observableId": "obs_X", "preequilibrationConditionId": pre, "simulationConditionId": cond,
+                         "measurement": rng.uniform(0.5, 8.0), "time": t, "observableParameters": gel,
+                         "noiseParameters": "sigma_X"})
+            rows.append({"observableId": "obs_Y", "preequilibrationConditionId": pre, "simulationConditionId": cond,
+                         "measurement": rng.uniform(0.5, 8.0), "time": t, "observableParameters": "",
+                         "noiseParameters": NOISE_Y})
+    return pd.DataFrame(rows)
+
+
+def write_problem(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_sbml(folder / "model.xml")
+    pd.DataFrame({"conditionId": ["starved", "stim_low", "stim_high"], "u": [U0, U_LOW, "u_high"],
+                  "Y": [np.nan, 2.5, "Y_start"]}).to_csv(folder / "conditions.tsv", sep="\t", index=False)
+    pd.DataFrame({"observableId": ["obs_X", "obs_Y"],
+                  "observableFormula": ["observableParameter1_obs_X * X", "Ysum"],
+                  "noiseFormula": ["noiseParameter1_obs_X", "noiseParameter1_obs_Y"],
+                  "observableTransformation": ["lin", "log"], "noiseDistribution": ["normal", "laplace"]}
+                 ).to_csv(folder / "observables.tsv", sep="\t", index=False)
+    _measurements().to_csv(folder / "measurements.tsv", sep="\t", index=False)
+    rows = [{"parameterId": k, "parameterScale": "lin", "lowerBound": 1e-3, "upperBound": 1e3, "nominalValue": v,
+             "estimate": 0} for k, v in FIXED.items()]
+    rows += [{"parameterId": k, "parameterScale": s, "lowerBound": 1e-3, "upperBound": 1e3, "nominalValue": v,
+              "estimate": 1} for k, (s, v) in ESTIMATED.items()]
+    pd.DataFrame(rows).to_csv(folder / "parameters.tsv", sep="\t", index=False)
+    spec = {"format_version": 1, "parameter_file": "parameters.tsv",
+            "problems": [{"sbml_files": ["model.xml"], "condition_files": ["conditions.tsv"],
+                          "measurement_files": ["measurements.tsv"], "observable_files": ["observables.tsv"]}]}
+    (folder / "problem.yaml").write_text(yaml.safe_dump(spec))
+    return folder / "problem.yaml"
+
+
+def analytic_log_likelihood(values: dict[str, float]) -> float:
+    """The closed form: dX/dt = kp u - kd X (compartment volumes cancel), dY/dt = -kd2 Y."""
+    kp, kd, kd2 = values["kp"], values["kd"], values["kd2"]
+    u = {"stim_low": U_LOW, "stim_high": values["u_high"]}
+    y_start = {"stim_low": 2.5, "stim_high": values["Y_start"]}
+    ll = 0.0
+    for _, r in _measurements().iterrows():
+        cond, t, y = r["simulationConditionId"], r["time"], r["measurement"]
+        x_inf = kp * u[cond] / kd
+        x0 = kp * U0 / kd if r["preequilibrationConditionId"] else values["X_init"]
+        if r["observableId"] == "obs_X":
+            h = values[r["observableParameters"]] * (x_inf + (x0 - x_inf) * math.exp(-kd * t))
+            sigma = values["sigma_X"]
+            ll += -0.5 * math.log(2 * math.pi * sigma**2) - 0.5 * ((y - h) / sigma) ** 2
+        else:
+            h = 2.0 * y_start[cond] * math.exp(-kd2 * t)
+            ll += -math.log(2 * NOISE_Y) - abs(math.log(y) - math.log(h)) / NOISE_Y - math.log(y)
+    return ll
+
+
+def _values(x: np.ndarray) -> dict[str, float]:
+    out = dict(FIXED)
+    for (k, (scale, _)), xi in zip(ESTIMATED.items(), x):
+        out[k] = {"lin": xi, "log": math.exp(xi), "log10": 10.0**xi}[scale]
+    return out
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    return petabproblem.load(write_problem(tmp_path_factory.mktemp("toy")))
+
+
+def test_toy_problem_matches_its_closed_form(toy):
+    assert toy.x_ids == tuple(ESTIMATED)
+    assert list(toy.has_preeq) == [True, True, False]
+    f = jax.jit(lambda x: petabproblem.log_likelihood(toy, x))
+    rng = np.random.default_rng(0)
+    for x in [toy.x_nominal, toy.x_nominal + rng.normal(0.0, 0.3, len(toy.x_nominal))]:
+        ll, ok = f(x)
+        assert bool(ok)
+        assert float(ll) == pytest.approx(analytic_log_likelihood(_values(x)), rel=1e-7)
+
+
+def test_toy_gradient_matches_finite_differences(toy):
+    f = lambda x: petabproblem.log_likelihood(toy, x)[0]  # noqa: E731
+    x = toy.x_nominal + 0.1
+    grad = np.asarray(jax.jit(jax.grad(f))(x))
+    f_jit, h = jax.jit(f), 1e-5
+    fd = np.array([(float(f_jit(x + h * e)) - float(f_jit(x - h * e))) / (2 * h) for e in np.eye(len(x))])
+    np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-6)
+
+
+def test_bad_tables_are_reported_together(tmp_path, capsys):
+    yaml_path = write_problem(tmp_path)
+    cond = pd.read_csv(tmp_path / "conditions.tsv", sep="\t")
+    cond["not_in_model"] = 1.0
+    cond.to_csv(tmp_path / "conditions.tsv", sep="\t", index=False)
+    m = pd.read_csv(tmp_path / "measurements.tsv", sep="\t")
+    m.loc[3, "observableParameters"] = "s_gel9"
+    m.to_csv(tmp_path / "measurements.tsv", sep="\t", index=False)
+    with pytest.raises(InputError) as e:
+        petabproblem.load(yaml_path)
+    text = str(e.value)
+    assert "not_in_model" in text and "'s_gel9'" in text and "row 5" in text
+    assert cli.main(["petab-llh", str(yaml_path)]) == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "s_gel9" in err
