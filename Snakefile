@@ -4,83 +4,29 @@
 from snakemake.utils import validate
 
 
-configfile: "configs/example.yaml"
+if not workflow.configfiles:  # no --configfile given: the bundled example (merging it would mix two analyses)
+
+    configfile: "configs/example.yaml"
+
 
 
 validate(config, "pipeline/schemas/config.schema.yaml")
 
 CONFIG = workflow.configfiles[-1]  # the --configfile given (else the default above)
 ANALYSIS = config["analysis"]
-DATASET = config["dataset"]
 RESULTS = f"results/{ANALYSIS}"
 LOGS = f"logs/{ANALYSIS}"
 
 
+if "petab" in config:  # an imported PEtab problem: fit it as it is
+
+    include: "workflow/petab.smk"
+
+else:  # a blot dataset
+
+    include: "workflow/blots.smk"
+
+
 rule all:
     input:
-        f"{RESULTS}/data.nc",
-        f"{RESULTS}/simulation.nc",
-        f"{RESULTS}/posterior.nc",
-        f"{RESULTS}/shifts.csv",
-
-
-rule ingest:
-    input:
-        meta=f"{DATASET}/dataset.yaml",
-        conditions=f"{DATASET}/conditions.csv",
-        measurements=f"{DATASET}/measurements.csv",
-    output:
-        f"{RESULTS}/data.nc",
-    log:
-        f"{LOGS}/ingest.log",
-    conda:
-        "environment.yml"
-    shell:
-        'python -m pipeline ingest "$(dirname {input.meta})" --out {output} > {log} 2>&1'
-
-
-rule simulate:
-    input:
-        config=CONFIG,
-        data=f"{RESULTS}/data.nc",
-    output:
-        traj=f"{RESULTS}/simulation.nc",
-        plot=f"{RESULTS}/simulation.png",
-    log:
-        f"{LOGS}/simulate.log",
-    conda:
-        "environment.yml"
-    shell:
-        "python -m pipeline simulate {input.config} --data {input.data} --out {output.traj} --plot {output.plot} > {log} 2>&1"
-
-
-rule fit_map:
-    input:
-        config=CONFIG,
-        data=f"{RESULTS}/data.nc",
-    output:
-        f"{RESULTS}/map.json",
-    log:
-        f"{LOGS}/fit_map.log",
-    conda:
-        "environment.yml"
-    shell:
-        "python -m pipeline fit-map {input.config} --data {input.data} --out {output} > {log} 2>&1"
-
-
-rule fit_nuts:
-    input:
-        config=CONFIG,
-        data=f"{RESULTS}/data.nc",
-        map=f"{RESULTS}/map.json",
-    output:
-        posterior=f"{RESULTS}/posterior.nc",
-        shifts=f"{RESULTS}/shifts.csv",
-        diagnostics=f"{RESULTS}/diagnostics.json",
-    log:
-        f"{LOGS}/fit_nuts.log",
-    conda:
-        "environment.yml"
-    shell:
-        "python -m pipeline fit-nuts {input.config} --data {input.data} --map {input.map} "
-        "--posterior {output.posterior} --shifts {output.shifts} --diagnostics {output.diagnostics} > {log} 2>&1"
+        TARGETS,

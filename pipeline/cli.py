@@ -59,16 +59,19 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fit-map", help="multi-start MAP fits of the config's model to the dataset (map.json)")
     p.add_argument("config", help="configs/<analysis>.yaml")
-    p.add_argument("--data", required=True, help="the ingested dataset, e.g. results/example/data.nc")
+    p.add_argument("--data", help="the ingested dataset, e.g. results/example/data.nc (not for a `petab:` config)")
     p.add_argument("--out", required=True, help="JSON to write, e.g. results/example/map.json")
     p.set_defaults(run=_fit_map)
 
     p = sub.add_parser("fit-nuts", help="NUTS from the best MAP fits: posterior, mechanism shifts, diagnostics")
     p.add_argument("config", help="configs/<analysis>.yaml")
-    p.add_argument("--data", required=True, help="the ingested dataset, e.g. results/example/data.nc")
+    p.add_argument("--data", help="the ingested dataset, e.g. results/example/data.nc (not for a `petab:` config)")
     p.add_argument("--map", required=True, help="the fit-map output, e.g. results/example/map.json")
     p.add_argument("--posterior", required=True, help="ArviZ NetCDF to write, e.g. results/example/posterior.nc")
-    p.add_argument("--shifts", required=True, help="CSV to write, e.g. results/example/shifts.csv")
+    p.add_argument("--shifts", help="CSV to write, e.g. results/example/shifts.csv (a `petab:` config: the "
+                   "posterior summary of each estimated parameter)")
+    p.add_argument("--plot", help="a `petab:` config: posterior-predictive figure against the data, e.g. "
+                   "results/fujita2010/predictive.png")
     p.add_argument("--diagnostics", required=True, help="JSON to write, e.g. results/example/diagnostics.json")
     p.set_defaults(run=_fit_nuts)
 
@@ -82,6 +85,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rtol", type=float, help="solver relative tolerance (default 1e-10)")
     p.add_argument("--atol", type=float, help="solver absolute tolerance (default 1e-12)")
     p.set_defaults(run=_petab_llh)
+
+    p = sub.add_parser("export-petab", help="write the config's model and dataset as a PEtab v1 problem")
+    p.add_argument("config", help="configs/<analysis>.yaml (with a `dataset:`)")
+    p.add_argument("--out", required=True, help="folder to write (replaced atomically), e.g. results/example/petab")
+    p.add_argument("--map", help="map.json of the same config: export the best MAP fit's values (default: the "
+                   "prior medians, no shifts)")
+    p.set_defaults(run=_export_petab)
 
     p = sub.add_parser("config", help="check an analysis config and print it with its defaults filled")
     p.add_argument("config", help="configs/<analysis>.yaml")
@@ -143,10 +153,15 @@ def _simulate_dataset(args) -> int:
 
 
 def _fit_map(args) -> int:
-    from pipeline import config, fit, ingest
+    from pipeline import config, fit
 
     cfg = config.load(args.config)
-    result = fit.run_map(cfg, ingest.read(args.data), log=_log)
+    if "petab" in cfg:
+        from pipeline import petabfit
+
+        result = petabfit.run_map(cfg, log=_log)
+    else:
+        result = fit.run_map(cfg, _dataset(args), log=_log)
     if not result["fits"]:
         print(f"fit-map: every one of {cfg['map']['starts']} starts failed; nothing written. Check the solver "
               "settings and the priors of the estimated parameters.", file=sys.stderr)
@@ -154,6 +169,15 @@ def _fit_map(args) -> int:
     fit.write_json(result, args.out)
     print(f"wrote {args.out}")
     return 0
+
+
+def _dataset(args):
+    from pipeline import ingest
+
+    if not args.data:
+        raise InputError([Problem(args.config, "names a dataset", fix=f"give the ingested dataset: {args.command} "
+                                  f"{args.config} --data results/<analysis>/data.nc ...")])
+    return ingest.read(args.data)
 
 
 def _fit_nuts(args) -> int:
@@ -164,17 +188,50 @@ def _fit_nuts(args) -> int:
 
     cfg = config.load(args.config)
     map_result = json.loads(Path(args.map).read_text(encoding="utf-8"))
-    idata, table, diag = fit.run_nuts(cfg, ingest.read(args.data), map_result, log=_log)
+    if "petab" in cfg:
+        return _fit_nuts_petab(args, cfg, map_result)
+    if not args.shifts:
+        raise InputError([Problem(args.config, "names a dataset", fix="give --shifts results/<analysis>/shifts.csv")])
+    idata, table, diag = fit.run_nuts(cfg, _dataset(args), map_result, log=_log)
     with atomic_path(args.posterior) as p, atomic_path(args.shifts) as s, atomic_path(args.diagnostics) as d:
         idata.to_netcdf(str(p), engine=ingest.NETCDF_ENGINE)
         table.to_csv(s, index=False, float_format="%.6g")
         Path(d).write_text(json.dumps(diag, indent=1) + "\n", encoding="utf-8")
-    print(f"diagnostics: max R-hat {diag['max_rhat']}, min bulk ESS {diag['min_ess_bulk']:.0f}, "
-          f"min tail ESS {diag['min_ess_tail']:.0f}, {diag['divergences']} divergences, "
-          f"{diag['solver_failures']} solver failures while sampling, {diag['wall_s']:.0f} s")
+    _print_diagnostics(diag)
     print(fit.top_shifts(table))
     print(f"wrote {args.posterior}, {args.shifts} and {args.diagnostics}")
     return 0
+
+
+def _fit_nuts_petab(args, cfg: dict, map_result: dict) -> int:
+    import json
+
+    from pipeline import ingest, petabfit
+    from pipeline.outputs import atomic_path
+
+    idata, diag = petabfit.run_nuts(cfg, map_result, log=_log)
+    table = petabfit.summary_table(idata)
+    written = [args.posterior, args.diagnostics] + [f for f in (args.shifts, args.plot) if f]
+    fig = petabfit.plot_predictive(idata) if args.plot else None
+    with atomic_path(args.posterior) as p, atomic_path(args.diagnostics) as d:
+        idata.to_netcdf(str(p), engine=ingest.NETCDF_ENGINE)
+        Path(d).write_text(json.dumps(diag, indent=1) + "\n", encoding="utf-8")
+        if args.shifts:
+            with atomic_path(args.shifts) as s:
+                table.to_csv(s, index=False, float_format="%.6g")
+        if fig is not None:
+            with atomic_path(args.plot) as f:
+                fig.savefig(f, dpi=110, format=Path(args.plot).suffix.lstrip(".") or "png")
+    _print_diagnostics(diag)
+    print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    print(f"wrote {', '.join(written)}")
+    return 0
+
+
+def _print_diagnostics(diag: dict) -> None:
+    print(f"diagnostics: max R-hat {diag['max_rhat']}, min bulk ESS {diag['min_ess_bulk']:.0f}, "
+          f"min tail ESS {diag['min_ess_tail']:.0f}, {diag['divergences']} divergences, "
+          f"{diag['solver_failures']} solver failures while sampling, {diag['wall_s']:.0f} s")
 
 
 def _shifts(args) -> int:
@@ -204,6 +261,35 @@ def _petab_llh(args) -> int:
         print("petab-llh: a solve failed at the nominal parameters; try looser --rtol/--atol", file=sys.stderr)
         return 1
     print(f"llh={float(ll):.10g}")
+    return 0
+
+
+def _export_petab(args) -> int:
+    import json
+
+    import numpy as np
+
+    from pipeline import config, dataset, fit, ingest, petabexport
+    from pipeline.outputs import atomic_dir
+
+    cfg = config.load(args.config)
+    if "petab" in cfg:
+        raise InputError([Problem(args.config, "is already a PEtab problem", key="petab",
+                                  fix="export a config with a `dataset:`")])
+    ds = ingest.to_xarray(dataset.load(cfg["dataset"]))
+    m = fit.model(cfg, ds)
+    u = petabexport.nominal_point(m)
+    if args.map:
+        result = json.loads(Path(args.map).read_text(encoding="utf-8"))
+        if result.get("coords") != list(m.coords) or not result.get("fits"):
+            raise InputError([Problem(args.map, "was not fitted with this config's model, or has no fit",
+                                      fix="run fit-map with the same config first")])
+        u = np.array(result["fits"][0]["u"], dtype=float)
+    with atomic_dir(args.out) as tmp:
+        petabexport.write(m, ds, u, tmp)
+    ll, _, ok = petabexport.conditional_log_likelihood(m, u)
+    print(f"wrote the PEtab problem {Path(args.out) / 'problem.yaml'}; its log-likelihood at the exported values: "
+          f"{float(ll):.10g}{'' if bool(ok) else ' (a solve failed)'}")
     return 0
 
 

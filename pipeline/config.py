@@ -26,6 +26,13 @@ def load(path: str | Path) -> dict:
         raise InputError([Problem(shown, "must be a mapping of keys to values",
                                   fix="start from configs/example.yaml")])
     config, problems = validate(raw, "config", shown)
+    if not problems and "petab" in config:
+        if not Path(config["petab"]).is_file():
+            problems.append(Problem(shown, "is not a file", key="petab", value=config["petab"],
+                                    fix="give the PEtab problem's YAML file (relative to the directory you run from)"))
+        if problems:
+            raise InputError(problems)
+        return config
     if not problems:
         problems = _check_names(config, shown)
     if not problems and not Path(config["dataset"]).is_dir():

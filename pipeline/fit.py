@@ -38,10 +38,16 @@ def _key(config: dict, stage: int):
 # ---- MAP ---------------------------------------------------------------------------------------------
 def run_map(config: dict, ds: xr.Dataset, log: Callable[[str], None] = print) -> dict:
     m = model(config, ds)
+    named = jax.jit(m.named)
+    return map_fits(m, config, lambda u: _named_json(m, named(u)), log)
+
+
+def map_fits(m, config: dict, describe: Callable[[np.ndarray], dict], log: Callable[[str], None] = print) -> dict:
+    """The `map.json` content of multi-start MAP fits of any model with the `posterior.Model` interface (dim,
+    coords, log_density, prior_draw, kink_mask, kink_gradient, log_y); describe(u) gives each fit's named values."""
     cfg = config["map"]
     opt = mapfit.Optimizer(m)
     starts = mapfit.run(m, _key(config, STAGE_MAP), cfg["starts"], cfg["steps"], cfg["gtol"], log, optimizer=opt)
-    named = jax.jit(m.named)
     fits = []
     for rank, s in enumerate(starts.order[:cfg["keep"]]):
         if not np.isfinite(starts.objective[s]):
@@ -49,7 +55,7 @@ def run_map(config: dict, ds: xr.Dataset, log: Callable[[str], None] = print) ->
         fits.append({"rank": rank + 1, "start": int(s), "log_posterior": -float(starts.objective[s]),
                      "status": starts.status[s], "iterations": int(starts.iterations[s]),
                      "max_abs_grad": float(starts.max_abs_grad[s]),
-                     **_named_json(m, named(starts.u[s])), "u": starts.u[s].tolist()})
+                     **describe(starts.u[s]), "u": starts.u[s].tolist()})
     status = np.array(starts.status)
     best = np.min(starts.objective)
     summary = {"starts": len(status), **{k: int(np.sum(status == k)) for k in
@@ -94,6 +100,18 @@ def run_nuts(config: dict, ds: xr.Dataset, map_result: dict, log: Callable[[str]
     """(InferenceData, shifts table, diagnostics dict)."""
     t0 = time.perf_counter()
     m = model(config, ds)
+    draws = sample(m, config, map_result, (model, (config, ds)), log)
+    idata = inference_data(m, draws, ds, _key(config, STAGE_OBSERVE))
+    table = shift_table(idata, config["summary"]["threshold_log2"])
+    diag = diagnostics(idata, draws, time.perf_counter() - t0)
+    return idata, table, diag
+
+
+def sample(m, config: dict, map_result: dict, rebuild: tuple[Callable, tuple], log: Callable[[str], None] = print
+           ) -> sampling.Draws:
+    """NUTS draws of any model with the `posterior.Model` interface, from the MAP fits of `map_result`;
+    rebuild = (a module-level function, its arguments) that builds `m` again in a worker process
+    (`chain_method: processes`)."""
     if list(m.coords) != map_result["coords"]:
         raise RuntimeError("map.json was fitted with another model variant; rerun fit_map")
     cfg = config["nuts"]
@@ -105,13 +123,13 @@ def run_nuts(config: dict, ds: xr.Dataset, map_result: dict, log: Callable[[str]
             inverse_mass = np.diag(inverse_mass).copy()
     log(f"NUTS: {cfg['chains']} chain(s) x ({cfg['warmup']} warmup + {cfg['samples']} draws), "
         f"{cfg['chain_method']}, {'dense' if cfg['dense_mass'] else 'diagonal'} mass matrix (the first call compiles)")
-    sampler = sampling.Sampler(m, cfg, inverse_mass)
-    draws = sampler.run(_key(config, STAGE_NUTS), inits)
+    if cfg["chain_method"] == "processes" and cfg["chains"] > 1:
+        make_model, model_args = rebuild
+        draws = sampling.run_in_processes(make_model, model_args, cfg, inverse_mass, _key(config, STAGE_NUTS), inits)
+    else:
+        draws = sampling.Sampler(m, cfg, inverse_mass).run(_key(config, STAGE_NUTS), inits)
     log(f"NUTS done in {draws.wall_warmup_s + draws.wall_sampling_s:.0f} s; computing predictions per draw ...")
-    idata = inference_data(m, draws, ds, _key(config, STAGE_OBSERVE))
-    table = shift_table(idata, config["summary"]["threshold_log2"])
-    diag = diagnostics(idata, draws, time.perf_counter() - t0)
-    return idata, table, diag
+    return draws
 
 
 def inference_data(m: Model, draws: sampling.Draws, ds: xr.Dataset, key) -> az.InferenceData:

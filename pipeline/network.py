@@ -25,7 +25,7 @@ IDX = {name: i for i, name in enumerate(STATES)}
 
 # drug target occupancies (spec section 2); AZD8055 blocks both mTOR complexes, RapaLink-1 has two sites
 OCCUPANCIES = ("alp", "MK", "ipa", "rap", "TK1", "TK2", "RL1", "RL2", "tram", "PIMi")
-_DRUG_SITES = (  # (occupancy, drug, IC50 parameter, Hill parameter)
+DRUG_SITES = (  # (occupancy, drug, IC50 parameter, Hill parameter)
     ("alp", "alpelisib", "IC50_alpelisib", "h_alpelisib"),
     ("MK", "MK2206", "IC50_MK2206", "h_MK2206"),
     ("ipa", "ipatasertib", "IC50_ipatasertib", "h_ipatasertib"),
@@ -37,7 +37,7 @@ _DRUG_SITES = (  # (occupancy, drug, IC50 parameter, Hill parameter)
     ("tram", "trametinib", "IC50_trametinib", "h_trametinib"),
     ("PIMi", "AZD1208", "IC50_AZD1208", "h_AZD1208"),
 )
-assert tuple(s[0] for s in _DRUG_SITES) == OCCUPANCIES
+assert tuple(s[0] for s in DRUG_SITES) == OCCUPANCIES
 
 STIMULUS_STRENGTH = {s: f"s_{s}" for s in STIMULI if s != "none"}  # L = L_b + s_<stimulus> after the stimulus
 
@@ -73,7 +73,7 @@ def occupancies(p: dict, doses_uM) -> jnp.ndarray:
     """Quasi-steady-state Hill occupancy `D^h / (D^h + IC50^h)` per drug site; `doses_uM` in `DRUGS` order."""
     doses = jnp.asarray(doses_uM)
     out = []
-    for _, drug, ic50, hill in _DRUG_SITES:
+    for _, drug, ic50, hill in DRUG_SITES:
         d = doses[DRUGS.index(drug)]
         ratio = (jnp.maximum(d, 0.0) / p[ic50]) ** p[hill]
         out.append(ratio / (1.0 + ratio))
@@ -83,7 +83,13 @@ def occupancies(p: dict, doses_uM) -> jnp.ndarray:
 def vector_field(t, y, args):
     """dy/dt of the 22 states (spec section 3). args = (p: name -> value, L: ligand level, th: occupancies)."""
     p, L, th = args
-    th = dict(zip(OCCUPANCIES, th))
+    return jnp.stack(rates(y, p, L, dict(zip(OCCUPANCIES, th))))
+
+
+def rates(y, p: dict, L, th: dict, maximum=jnp.maximum) -> list:
+    """The 22 rate equations as a list, in plain arithmetic of y, p, L and th (occupancy name -> value): the
+    same code gives the arrays of `vector_field` and, with sympy symbols and maximum=sympy.Max, the
+    expressions of the PEtab export's SBML model."""
     R, Ra, IRS, IRSs, G, P, PIP3, AT, AS, ATS, M2, Tp, PRp, M1, SK, S6a, S6b, E4, F, RAS, MEK, E = y
     A00 = 1.0 - AT - AS - ATS
     X_e = p["X"] * (1.0 - th["PIMi"])
@@ -125,18 +131,23 @@ def vector_field(t, y, args):
     dE4 = (p["k_4a"] * M1_4E + p["k_4X"] * X_e) * (1.0 - E4) - p["k_4d"] * E4
     dF = p["k_Fi"] * (1.0 - F) - (p["k_Fo"] * A_act + p["k_Fo0"]) * F
     # RAS-MAPK; ERK -| SOS/RAS (Kholodenko-type); the power is taken of a non-negative base
-    dRAS = p["k_RSa"] * (p["w_RR"] * Ra + p["u_R0"]) * (1.0 - RAS) / (1.0 + (jnp.maximum(E, 0.0) / p["K_ES"])
+    dRAS = p["k_RSa"] * (p["w_RR"] * Ra + p["u_R0"]) * (1.0 - RAS) / (1.0 + (maximum(E, 0.0) / p["K_ES"])
                                                                        ** p["n_ES"]) - p["k_RSi"] * RAS
     dMEK = p["k_Ma"] * RAS * (1.0 - p["f_tM"] * th["tram"]) * (1.0 - MEK) - p["k_Md"] * MEK
     dE = p["k_Ea"] * MEK * (1.0 - th["tram"]) * (1.0 - E) - p["k_Ed"] * E
-    return jnp.stack([dR, dRa, dIRS, dIRSs, dG, dP, dPIP3, dAT, dAS, dATS, dM2,
-                      dTp, dPRp, dM1, dSK, dS6a, dS6b, dE4, dF, dRAS, dMEK, dE])
+    return [dR, dRa, dIRS, dIRSs, dG, dP, dPIP3, dAT, dAS, dATS, dM2,
+            dTp, dPRp, dM1, dSK, dS6a, dS6b, dE4, dF, dRAS, dMEK, dE]
 
 
 def observables(y, p: dict) -> jnp.ndarray:
     """The blot targets (vocabulary.TARGETS order) from states y[..., 22] (spec section 5)."""
-    s = {name: y[..., i] for i, name in enumerate(STATES)}
-    by_target = {
+    by_target = observable_expressions({name: y[..., i] for i, name in enumerate(STATES)}, p)
+    return jnp.stack([by_target[t] for t in TARGETS], axis=-1)
+
+
+def observable_expressions(s: dict, p: dict) -> dict:
+    """Each blot target's model value from the states s (name -> value), in plain arithmetic."""
+    return {
         "pAKT_S473": p["AKT_rel"] * (s["AS"] + s["ATS"]),
         "pAKT_T308": p["AKT_rel"] * (s["AT"] + s["ATS"]),
         "pS6_S240": s["S6a"],
@@ -146,7 +157,6 @@ def observables(y, p: dict) -> jnp.ndarray:
         "p4EBP1_T37": s["E4"],
         "IRS1": s["IRS"],
     }
-    return jnp.stack([by_target[t] for t in TARGETS], axis=-1)
 
 
 def initial_guess() -> jnp.ndarray:

@@ -54,7 +54,7 @@ class Solver:
 
     rtol: float = 1e-10
     atol: float = 1e-12
-    max_steps: int = 100_000
+    max_steps: int = 8192
     steady_rtol: float = 1e-10  # pre-equilibration ends where |dx/dt| < steady_atol + steady_rtol * |x|
     steady_atol: float = 1e-12
     steady_t_max: float = 1e9
@@ -129,7 +129,10 @@ def to_scale(value, scale):
 
 
 def from_scale(x, scale):
-    return jnp.where(scale == 1, jnp.exp(x), jnp.where(scale == 2, 10.0 ** x, x))
+    """Linear values of x on the given scales (each branch sees only its own entries, so a large linear-scale
+    value cannot overflow exp and poison the gradient through `where`)."""
+    return jnp.where(scale == 1, jnp.exp(jnp.where(scale == 1, x, 0.0)),
+                     jnp.where(scale == 2, 10.0 ** jnp.where(scale == 2, x, 0.0), x))
 
 
 # ---- likelihood ------------------------------------------------------------------------------------------
@@ -188,9 +191,10 @@ def predictions(problem: Problem, values, solver: Solver = Solver()):
     return h, sigma, jnp.all(ok)
 
 
-def row_log_likelihood(problem: Problem, h, sigma):
-    """[N] log-likelihood of each measurement given model values h and noise parameters sigma."""
-    y = jnp.asarray(problem.y)
+def row_log_likelihood(problem: Problem, h, sigma, y=None):
+    """[N] log-likelihood of each measurement y (default: the problem's) given model values h and noise
+    parameters sigma."""
+    y = jnp.asarray(problem.y if y is None else y)
     tr = problem.transformation[problem.row_obs]
     dist = problem.distribution[problem.row_obs]
     safe = lambda a: jnp.where(tr > 0, jnp.maximum(a, 1e-300), 1.0)  # noqa: E731
@@ -203,10 +207,11 @@ def row_log_likelihood(problem: Problem, h, sigma):
     return jnp.where(dist == 0, normal, laplace) - jacobian
 
 
-def log_likelihood(problem: Problem, x, solver: Solver = Solver()):
-    """(log-likelihood, ok) at the estimated parameters x (parameter scale, `problem.x_ids` order)."""
+def log_likelihood(problem: Problem, x, solver: Solver = Solver(), y=None):
+    """(log-likelihood, ok) at the estimated parameters x (parameter scale, `problem.x_ids` order), of the
+    measurements y (default: the problem's)."""
     h, sigma, ok = predictions(problem, problem.all_values(x), solver)
-    ll = jnp.sum(row_log_likelihood(problem, h, sigma))
+    ll = jnp.sum(row_log_likelihood(problem, h, sigma, y))
     return ll, ok & jnp.isfinite(ll)
 
 

@@ -2,7 +2,13 @@
 
 The numpyro model has one site, `u` (flat, improper), and a factor: the model's log density;
 where a solve fails the factor is -inf, so the proposal is rejected
-(numpyro ends that trajectory as divergent) and the run goes on. Every evaluation's success is
+(numpyro ends that trajectory as divergent) and the run goes on.
+
+Chains run one after another in one process (`sequential`), vmapped in one run (`vectorized`: the best
+on a GPU), or each in its own worker process (`processes`: on a multi-core CPU, where one chain's
+solves keep only one core busy; each worker builds the model again and compiles its own kernel, and a
+chain draws exactly what it draws under `sequential`). numpyro's own `parallel` (pmap over host
+devices) fails inside lineax's LU solve of the stiff solver, so it is not offered. Every evaluation's success is
 reported to the host through `jax.debug.callback`, so failures are counted per chain, for warmup
 and sampling apart. With chain_method "sequential" the chains run one after another in one
 compiled kernel, so each count is exact; with "vectorized" the callback is unrolled over the
@@ -12,8 +18,11 @@ points the others need: its count is an upper bound.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import time
-from typing import NamedTuple
+from concurrent.futures import ProcessPoolExecutor
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -82,15 +91,17 @@ class Sampler:
                          progress_bar=nuts["progress"], jit_model_args=True)
 
     def run(self, key, inits: np.ndarray, warmup: int | None = None, samples: int | None = None,
-            log_y=None) -> Draws:
+            log_y=None, chain_keys=None) -> Draws:
         """inits: [chains, D] starting points; warmup, samples: override the config's lengths; log_y: other data
-        of the same design (default: the model's)."""
+        of the same design (default: the model's); chain_keys: [chains] keys used instead of splitting `key`."""
         self.log_y = self.model.log_y if log_y is None else jnp.asarray(log_y)
         self._init_values[SITE] = jnp.asarray(inits[0])
         chains = self.cfg["chains"]
         self.mcmc.num_warmup = warmup or self.cfg["warmup"]
         self.mcmc.num_samples = samples or self.cfg["samples"]
-        keys = jax.random.split(key, chains)
+        keys = jax.random.split(key, chains) if chain_keys is None else jnp.asarray(chain_keys)
+        if self.cfg["chain_method"] == "processes" and chains > 1:
+            raise ValueError("chain_method 'processes' runs through sampling.run_in_processes")
         if self.vectorized:  # one run of all chains; the counter tells them apart by call order
             self.counter.chain = None
             parts = [self._one(keys, jnp.asarray(inits))]
@@ -122,3 +133,28 @@ class Sampler:
         fields = {k: np.asarray(v) for k, v in self.mcmc.get_extra_fields(group_by_chain=True).items()}
         fail = self.counter.take()
         return u, fields, warm_steps, fail_warm, fail, t1 - t0, time.perf_counter() - t1
+
+
+def run_in_processes(make_model: Callable, model_args: tuple, nuts: dict, inverse_mass, key,
+                     inits: np.ndarray) -> Draws:
+    """`Sampler(make_model(*model_args), nuts, inverse_mass).run(key, inits)` with each chain in its own
+    process (at most one per core); make_model must be a module-level function (it is pickled by name)."""
+    chains = nuts["chains"]
+    keys = np.asarray(jax.random.split(key, chains))
+    one = {**nuts, "chains": 1, "chain_method": "sequential"}
+    workers = min(chains, os.cpu_count() or 1)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_chain, make_model, model_args, one, inverse_mass, keys[c], inits[c])
+                   for c in range(chains)]
+        parts = [f.result() for f in futures]
+    cat = lambda xs: np.concatenate(xs, axis=0)  # noqa: E731
+    return Draws(u=cat([p.u for p in parts]), stats={k: cat([p.stats[k] for p in parts]) for k in FIELDS},
+                 warmup_steps=cat([p.warmup_steps for p in parts]),
+                 failures_warmup=cat([p.failures_warmup for p in parts]), failures=cat([p.failures for p in parts]),
+                 wall_warmup_s=max(p.wall_warmup_s for p in parts),
+                 wall_sampling_s=max(p.wall_sampling_s for p in parts))
+
+
+def _chain(make_model, model_args, nuts, inverse_mass, key, init) -> Draws:
+    """One chain in a worker process, with the key it has under `sequential`."""
+    return Sampler(make_model(*model_args), nuts, inverse_mass).run(None, init[None], chain_keys=key[None])

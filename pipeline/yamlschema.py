@@ -92,6 +92,14 @@ def _problem(err: jsonschema.ValidationError, sch: dict, file: str) -> Problem:
         sub = _subschema(sch, err.absolute_path).get("properties", {}).get(missing, {})
         return Problem(file, "is required but missing", key=".".join(path + [missing]),
                        fix=f"add it: {sub.get('description', missing)}")
+    if err.validator == "oneOf" and all(set(alt) == {"required"} for alt in err.validator_value):
+        keys = [alt["required"][0] for alt in err.validator_value]
+        given = [k for k in keys if isinstance(err.instance, dict) and k in err.instance]
+        what = "; ".join(f"'{k}': {_subschema(sch, err.absolute_path).get('properties', {}).get(k, {}).get('description', k)}"
+                         for k in keys)
+        return Problem(file, f"needs exactly one of {' or '.join(repr(k) for k in keys)}"
+                       + (f" (it has {' and '.join(repr(k) for k in given)})" if given else " (it has none; 'dataset' is required, or 'petab')"),
+                       key=key, fix=f"give one: {what}")
     if err.validator == "const":
         return Problem(file, f"must be {err.validator_value!r}", key=key, value=value, fix=fix)
     if err.validator == "enum":

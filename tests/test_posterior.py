@@ -173,14 +173,26 @@ def test_map_reaches_the_optimum_at_the_laplace_kink(tmp_path):
     np.testing.assert_allclose(best, u_ref, atol=1e-3)
 
 
-@pytest.mark.parametrize("chain_method", ["sequential", "vectorized"])
+def _analytic(cfg):
+    """The `Analytic` model of a config: what a `processes` worker builds (a module-level function)."""
+    return _model(cfg, Analytic)
+
+
+@pytest.mark.parametrize("chain_method", ["sequential", "vectorized", "processes"])
 def test_solver_failures_in_nuts_are_rejected_and_counted(tmp_path, chain_method):
     cfg = _config(tmp_path, model={"shift_mechanisms": ["akt_allosteric_binding"]},
                   nuts={"chains": 2, "warmup": 150, "samples": 150, "progress": False, "chain_method": chain_method})
     m = _model(cfg, Analytic)
     inits = np.zeros((2, m.dim))
     inits[:, 2] = FAIL_ABOVE - 1.0
-    draws = sampling.Sampler(m, cfg["nuts"]).run(jax.random.PRNGKey(2), inits)
+    key = jax.random.PRNGKey(2)
+    if chain_method == "processes":  # each chain in a worker process draws exactly what it draws in sequence
+        draws = sampling.run_in_processes(_analytic, (cfg,), cfg["nuts"], None, key, inits)
+        in_sequence = sampling.Sampler(m, {**cfg["nuts"], "chain_method": "sequential"}).run(key, inits)
+        np.testing.assert_array_equal(draws.u, in_sequence.u)
+        np.testing.assert_array_equal(draws.failures, in_sequence.failures)
+    else:
+        draws = sampling.Sampler(m, cfg["nuts"]).run(key, inits)
     assert draws.u.shape == (2, 150, m.dim)
     assert np.all(draws.u[..., 2] < FAIL_ABOVE)  # a failed proposal is never accepted
     assert np.all(draws.failures > 0) and np.all(draws.failures_warmup > 0)  # proposals went there, and counted

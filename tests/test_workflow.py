@@ -29,3 +29,13 @@ def test_workflow_rejects_a_bad_config(tmp_path):
     assert run.returncode != 0
     assert "not ok" in run.stdout + run.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_a_petab_config_plans_the_petab_stages(tmp_path):
+    """`petab:` in a config: fit_map and fit_nuts on the PEtab problem, no blot ingest, and nothing of the
+    default example config mixed in."""
+    run = snakemake("--configfile", str(ROOT / "configs" / "fujita2010.yaml"), "--dry-run", "--forceall",
+                    "--directory", str(ROOT), "--nolock", cwd=ROOT)
+    assert run.returncode == 0, run.stdout + run.stderr
+    planned = {line.split()[1].rstrip(":") for line in run.stdout.splitlines() if line.startswith(("rule ", "localrule "))}
+    assert planned == {"fit_map", "fit_nuts", "all"}

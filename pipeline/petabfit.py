@@ -1,0 +1,221 @@
+"""Bayesian fits of an imported PEtab problem (`petab:` in a config): the `fit_map` and `fit_nuts` stages.
+
+`PetabModel` gives a PEtab problem the interface of `pipeline.posterior.Model` (a log density on one
+flat unconstrained vector `u`), so the same multi-start MAP (`fit.map_fits`) and NUTS (`fit.sample`)
+run on it. Coordinates: one per estimated parameter, named by its parameterId; on the parameter's
+scale x = lower + (upper - lower) * sigmoid(u), so the bounds hold everywhere.
+
+Priors: the parameter table's `objectivePriorType` where given (parameterScaleUniform,
+parameterScaleNormal, parameterScaleLaplace, on the parameter scale within the bounds); where none is
+given, PEtab's default, uniform on the parameter scale within the bounds. The starts of the MAP fits
+are drawn uniformly on the parameter scale within the bounds, as pyPESTO does.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable
+
+import arviz as az
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+from jax.scipy import stats
+
+from pipeline import fit, petabproblem
+from pipeline.problems import InputError, Problem as Issue
+
+PRIORS = ("parameterScaleUniform", "parameterScaleNormal", "parameterScaleLaplace")
+MEASUREMENT = "measurement"  # the dim of measurement rows in posterior.nc
+Y = "y"
+
+
+class PetabModel:
+    """The posterior of a PEtab problem on u (see the module docstring); every method is pure JAX."""
+
+    def __init__(self, problem: petabproblem.Problem, solver: petabproblem.Solver):
+        self.problem, self.solver = problem, solver
+        self.coords = problem.x_ids
+        self.dim = len(self.coords)
+        self.lower, self.upper = problem.x_lower, problem.x_upper
+        self.prior_kind, self.prior_loc, self.prior_scale = _priors(problem)
+        self.log_y = jnp.asarray(problem.y)  # the data argument of the model interface (here y on its own scale)
+
+    def x(self, u):
+        """The estimated parameters on their parameter scale."""
+        return self.lower + (self.upper - self.lower) * jax.nn.sigmoid(u)
+
+    def log_prior(self, u):
+        jac = jnp.log(self.upper - self.lower) + jax.nn.log_sigmoid(u) + jax.nn.log_sigmoid(-u)
+        x = self.x(u)
+        dens = jnp.where(self.prior_kind == 0, -jnp.log(self.upper - self.lower),
+                         jnp.where(self.prior_kind == 1, stats.norm.logpdf(x, self.prior_loc, self.prior_scale),
+                                   stats.laplace.logpdf(x, self.prior_loc, self.prior_scale)))
+        return jnp.sum(dens + jac)
+
+    def log_likelihood(self, u, log_y=None):
+        return petabproblem.log_likelihood(self.problem, self.x(u), self.solver, log_y)
+
+    def log_density(self, u, log_y=None):
+        ll, ok = self.log_likelihood(u, log_y)
+        lp = self.log_prior(u) + ll
+        return lp, ok & jnp.isfinite(lp)
+
+    def prior_draw(self, key):
+        return jax.random.logistic(key, (self.dim,))  # x uniform within the bounds
+
+    @property
+    def kink_mask(self):
+        return np.zeros(self.dim, dtype=bool)
+
+    def kink_gradient(self, u):
+        return np.zeros(np.shape(u))
+
+    def observe(self, u, key):
+        """Per posterior draw: model values h, noise parameters, log-likelihood per row, a replicate dataset."""
+        values = self.problem.all_values(self.x(u))
+        h, sigma, ok = petabproblem.predictions(self.problem, values, self.solver)
+        log_lik = petabproblem.row_log_likelihood(self.problem, h, sigma)
+        tr = self.problem.transformation[self.problem.row_obs]
+        dist = self.problem.distribution[self.problem.row_obs]
+        noise = jnp.where(dist == 0, jax.random.normal(key, h.shape), jax.random.laplace(key, h.shape)) * sigma
+        safe_h = jnp.maximum(h, 1e-300)
+        y_rep = jnp.where(tr == 0, h + noise, jnp.where(tr == 1, safe_h * jnp.exp(noise), safe_h * 10.0 ** noise))
+        return {"h": h, "sigma": sigma, "log_lik": log_lik, "y_rep": y_rep, "ok": ok}
+
+    def describe(self, u) -> dict:
+        x = np.asarray(self.x(u))
+        values = petabproblem.from_scale(x, self.problem.scale[self.problem.estimated])
+        return {"parameters": {n: float(v) for n, v in zip(self.coords, np.asarray(values))},
+                "parameters_scaled": {n: float(v) for n, v in zip(self.coords, x)}}
+
+
+def _priors(problem: petabproblem.Problem):
+    kind = np.zeros(int(problem.estimated.sum()), dtype=int)
+    loc, scale = np.zeros_like(kind, dtype=float), np.ones_like(kind, dtype=float)
+    table = problem.prior.loc[problem.estimated] if len(problem.prior.columns) else None
+    if table is None or "objectivePriorType" not in table:
+        return kind, loc, scale
+    issues = []
+    for i, (pid, row) in enumerate(table.iterrows()):
+        t = row["objectivePriorType"]
+        if not isinstance(t, str) or not t.strip():
+            continue
+        if t not in PRIORS:
+            issues.append(Issue("parameter table", f"objectivePriorType {t!r} of '{pid}' is not supported",
+                                fix=f"use one of {', '.join(PRIORS)} or leave it empty (uniform within the bounds)"))
+            continue
+        kind[i] = PRIORS.index(t)
+        if kind[i]:
+            a, b = (float(v) for v in str(row["objectivePriorParameters"]).split(";"))
+            loc[i], scale[i] = a, b
+    if issues:
+        raise InputError(issues)
+    return kind, loc, scale
+
+
+def model(config: dict) -> PetabModel:
+    s = config["solver"]
+    solver = petabproblem.Solver(**{k: s[k] for k in ("rtol", "atol", "max_steps") if k in s})
+    return PetabModel(petabproblem.load(config["petab"]), solver)
+
+
+def run_map(config: dict, log: Callable[[str], None] = print) -> dict:
+    m = model(config)
+    return fit.map_fits(m, config, m.describe, log)
+
+
+def run_nuts(config: dict, map_result: dict, log: Callable[[str], None] = print):
+    """(InferenceData, diagnostics dict)."""
+    t0 = time.perf_counter()
+    m = model(config)
+    draws = fit.sample(m, config, map_result, (model, (config,)), log)
+    idata = inference_data(m, draws, fit._key(config, fit.STAGE_OBSERVE))
+    return idata, fit.diagnostics(idata, draws, time.perf_counter() - t0)
+
+
+def inference_data(m: PetabModel, draws, key) -> az.InferenceData:
+    chains, n, d = draws.u.shape
+    flat = draws.u.reshape(chains * n, d)
+    keys = jax.random.split(key, chains * n)
+    observed = jax.lax.map(lambda a: m.observe(*a), (flat, keys), batch_size=8)
+    x = np.asarray(jax.vmap(m.x)(flat))
+    values = petabproblem.from_scale(x, m.problem.scale[m.problem.estimated])
+    shape = lambda a: np.asarray(a).reshape((chains, n) + np.shape(a)[1:])  # noqa: E731
+    posterior = {pid: shape(np.asarray(values)[:, i]) for i, pid in enumerate(m.coords)}
+    st = draws.stats
+    sample_stats = {"lp": -st["potential_energy"], "diverging": st["diverging"].astype(bool),
+                    "n_steps": st["num_steps"], "tree_depth": np.floor(np.log2(st["num_steps"])).astype(int) + 1,
+                    "acceptance_rate": st["accept_prob"], "step_size": st["adapt_state.step_size"],
+                    "energy": st["energy"], "solver_ok": shape(observed["ok"])}
+    rows = m.problem.measurements
+    coords = {MEASUREMENT: np.arange(len(rows))}
+    dims = {Y: [MEASUREMENT], "h": [MEASUREMENT]}
+    posterior["h"] = shape(observed["h"])
+    idata = az.from_dict(posterior=posterior, sample_stats=sample_stats,
+                         log_likelihood={Y: shape(observed["log_lik"])},
+                         posterior_predictive={Y: shape(observed["y_rep"])},
+                         observed_data={Y: m.problem.y}, coords=coords, dims=dims)
+    labels = {c: (MEASUREMENT, rows[c].astype(str).to_numpy()) for c in ("observableId", "simulationConditionId")}
+    labels["simulation"] = (MEASUREMENT, np.array([_simulation_label(*m.problem.simulations[s])
+                                                   for s in m.problem.row_sim]))
+    labels["time"] = (MEASUREMENT, rows["time"].to_numpy(float))
+    for group in ("posterior", "observed_data", "log_likelihood", "posterior_predictive"):
+        setattr(idata, group, getattr(idata, group).assign_coords(labels))
+    import xarray as xr
+
+    idata.sample_stats["solver_failures"] = xr.DataArray(draws.failures, dims=["chain"])
+    idata.sample_stats["solver_failures_warmup"] = xr.DataArray(draws.failures_warmup, dims=["chain"])
+    idata.sample_stats["warmup_steps"] = xr.DataArray(draws.warmup_steps, dims=["chain"])
+    idata.posterior.attrs.update({"petab_problem": m.problem.name, "estimated": list(m.coords)})
+    return idata
+
+
+def _simulation_label(preequilibration: str | None, condition: str) -> str:
+    return f"{preequilibration} -> {condition}" if preequilibration else condition
+
+
+def plot_predictive(idata: az.InferenceData):
+    """One panel per observable: the posterior-predictive median and 90 % band of each simulation (condition,
+    after its pre-equilibration if any) over time, with the data."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rep = idata.posterior_predictive[Y].stack(sample=("chain", "draw"))
+    obs = idata.observed_data[Y]
+    observables = list(dict.fromkeys(obs["observableId"].values))
+    fig, axes = plt.subplots(1, len(observables), figsize=(4.2 * len(observables), 3.4), squeeze=False)
+    for ax, o in zip(axes[0], observables):
+        rows = np.flatnonzero(obs["observableId"].values == o)
+        conditions = list(dict.fromkeys(obs["simulation"].values[rows]))
+        for k, c in enumerate(conditions):
+            sel = rows[obs["simulation"].values[rows] == c]
+            sel = sel[np.argsort(obs["time"].values[sel], kind="stable")]
+            t = obs["time"].values[sel]
+            q = np.quantile(rep.values[sel], [0.05, 0.5, 0.95], axis=1)
+            color = plt.cm.viridis(k / max(len(conditions) - 1, 1))
+            ax.fill_between(t, q[0], q[2], color=color, alpha=0.2, linewidth=0)
+            ax.plot(t, q[1], color=color, lw=1.2, label=c)
+            ax.plot(t, obs.values[sel], "o", color=color, ms=3)
+        ax.set_title(o)
+        ax.set_xlabel("time")
+    axes[0][0].set_ylabel("signal (data: points; posterior predictive: median, 90 %)")
+    axes[0][-1].legend(fontsize=6, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def summary_table(idata: az.InferenceData) -> pd.DataFrame:
+    """Per estimated parameter: posterior median and 90 % interval on the linear scale."""
+    rows = []
+    for pid in idata.posterior.attrs["estimated"]:
+        v = idata.posterior[pid].values.ravel()
+        rows.append({"parameter": pid, "median": float(np.median(v)), "ci90_low": float(np.quantile(v, 0.05)),
+                     "ci90_high": float(np.quantile(v, 0.95)),
+                     "log10_width": float(np.log10(np.quantile(v, 0.95) / np.quantile(v, 0.05)))
+                     if np.all(v > 0) else math.nan})
+    return pd.DataFrame(rows)
