@@ -8,7 +8,9 @@ scale x = lower + (upper - lower) * sigmoid(u), so the bounds hold everywhere.
 Priors: the parameter table's `objectivePriorType` where given (parameterScaleUniform,
 parameterScaleNormal, parameterScaleLaplace, on the parameter scale within the bounds); where none is
 given, PEtab's default, uniform on the parameter scale within the bounds. The starts of the MAP fits
-are drawn uniformly on the parameter scale within the bounds, as pyPESTO does.
+are drawn uniformly on the parameter scale within the bounds, as pyPESTO does, or, with `map.start_sd`,
+normally around the parameter table's nominal values (that many units of u apart): on problems with
+bounds over many decades most uniform starts fail to solve.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ Y = "y"
 class PetabModel:
     """The posterior of a PEtab problem on u (see the module docstring); every method is pure JAX."""
 
-    def __init__(self, problem: petabproblem.Problem, solver: petabproblem.Solver):
-        self.problem, self.solver = problem, solver
+    def __init__(self, problem: petabproblem.Problem, solver: petabproblem.Solver, start_sd: float | None = None):
+        self.problem, self.solver, self.start_sd = problem, solver, start_sd
         self.coords = problem.x_ids
         self.dim = len(self.coords)
         self.lower, self.upper = problem.x_lower, problem.x_upper
@@ -64,7 +66,11 @@ class PetabModel:
         return lp, ok & jnp.isfinite(lp)
 
     def prior_draw(self, key):
-        return jax.random.logistic(key, (self.dim,))  # x uniform within the bounds
+        """A MAP start: x uniform within the bounds, or (start_sd) around the nominal values."""
+        if self.start_sd is None:
+            return jax.random.logistic(key, (self.dim,))
+        frac = np.clip((self.problem.x_nominal - self.lower) / (self.upper - self.lower), 1e-9, 1 - 1e-9)
+        return jnp.log(frac) - jnp.log1p(-frac) + self.start_sd * jax.random.normal(key, (self.dim,))
 
     @property
     def kink_mask(self):
@@ -119,7 +125,7 @@ def _priors(problem: petabproblem.Problem):
 def model(config: dict) -> PetabModel:
     s = config["solver"]
     solver = petabproblem.Solver(**{k: s[k] for k in ("rtol", "atol", "max_steps") if k in s})
-    return PetabModel(petabproblem.load(config["petab"]), solver)
+    return PetabModel(petabproblem.load(config["petab"]), solver, config["map"].get("start_sd"))
 
 
 def run_map(config: dict, log: Callable[[str], None] = print) -> dict:
