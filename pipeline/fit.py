@@ -154,11 +154,7 @@ def inference_data(m: Model, draws: sampling.Draws, ds: xr.Dataset, key) -> az.I
     if "tau" in named:
         posterior["tau"] = shape(named["tau"])
         dims["tau"] = ["cell_line"]
-    st = draws.stats
-    sample_stats = {"lp": -st["potential_energy"], "diverging": st["diverging"].astype(bool),
-                    "n_steps": st["num_steps"], "tree_depth": np.floor(np.log2(st["num_steps"])).astype(int) + 1,
-                    "acceptance_rate": st["accept_prob"], "step_size": st["adapt_state.step_size"],
-                    "energy": st["energy"], "solver_ok": shape(observed["ok"])}
+    sample_stats = sampler_stats(draws, shape(observed["ok"]))
     coords = {"cell_line": lines, "shift_parameter": shift_params, v.TARGET: list(m.targets), "scale": groups,
               v.DIM_MEASUREMENT: ds[v.DIM_MEASUREMENT].values}
     idata = az.from_dict(posterior=posterior, sample_stats=sample_stats,
@@ -172,13 +168,27 @@ def inference_data(m: Model, draws: sampling.Draws, ds: xr.Dataset, key) -> az.I
     measurement_coords = {c: ds[c] for c in ds[v.Y].coords if c != v.DIM_MEASUREMENT}
     for group in ("observed_data", "log_likelihood", "posterior_predictive"):
         setattr(idata, group, getattr(idata, group).assign_coords(measurement_coords))
-    idata.sample_stats["solver_failures"] = xr.DataArray(draws.failures, dims=["chain"])
-    idata.sample_stats["solver_failures_warmup"] = xr.DataArray(draws.failures_warmup, dims=["chain"])
-    idata.sample_stats["warmup_steps"] = xr.DataArray(draws.warmup_steps, dims=["chain"])
+    add_chain_counts(idata, draws)
     idata.add_groups(constant_data=ds.drop_vars(v.Y))
     idata.posterior.attrs.update({"reference_line": m.lines[0], "shift_prior": m.shift_prior,
                                   "estimated": list(m.estimated)})
     return idata
+
+
+def sampler_stats(draws: sampling.Draws, solver_ok: np.ndarray) -> dict:
+    """The `sample_stats` group (ArviZ names) of NUTS draws; solver_ok: [chains, draws] the solves of each draw."""
+    st = draws.stats
+    return {"lp": -st["potential_energy"], "diverging": st["diverging"].astype(bool),
+            "n_steps": st["num_steps"], "tree_depth": np.floor(np.log2(st["num_steps"])).astype(int) + 1,
+            "acceptance_rate": st["accept_prob"], "step_size": st["adapt_state.step_size"],
+            "energy": st["energy"], "solver_ok": solver_ok}
+
+
+def add_chain_counts(idata: az.InferenceData, draws: sampling.Draws) -> None:
+    """Per-chain solver failures (sampling, warmup) and warmup leapfrog steps, into `sample_stats`."""
+    idata.sample_stats["solver_failures"] = xr.DataArray(draws.failures, dims=["chain"])
+    idata.sample_stats["solver_failures_warmup"] = xr.DataArray(draws.failures_warmup, dims=["chain"])
+    idata.sample_stats["warmup_steps"] = xr.DataArray(draws.warmup_steps, dims=["chain"])
 
 
 def shift_table(idata: az.InferenceData, threshold_log2: float = 1.0) -> pd.DataFrame:

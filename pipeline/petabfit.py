@@ -151,11 +151,7 @@ def inference_data(m: PetabModel, draws, key) -> az.InferenceData:
     values = petabproblem.from_scale(x, m.problem.scale[m.problem.estimated])
     shape = lambda a: np.asarray(a).reshape((chains, n) + np.shape(a)[1:])  # noqa: E731
     posterior = {pid: shape(np.asarray(values)[:, i]) for i, pid in enumerate(m.coords)}
-    st = draws.stats
-    sample_stats = {"lp": -st["potential_energy"], "diverging": st["diverging"].astype(bool),
-                    "n_steps": st["num_steps"], "tree_depth": np.floor(np.log2(st["num_steps"])).astype(int) + 1,
-                    "acceptance_rate": st["accept_prob"], "step_size": st["adapt_state.step_size"],
-                    "energy": st["energy"], "solver_ok": shape(observed["ok"])}
+    sample_stats = fit.sampler_stats(draws, shape(observed["ok"]))
     rows = m.problem.measurements
     coords = {MEASUREMENT: np.arange(len(rows))}
     dims = {Y: [MEASUREMENT], "h": [MEASUREMENT]}
@@ -170,11 +166,7 @@ def inference_data(m: PetabModel, draws, key) -> az.InferenceData:
     labels["time"] = (MEASUREMENT, rows["time"].to_numpy(float))
     for group in ("posterior", "observed_data", "log_likelihood", "posterior_predictive"):
         setattr(idata, group, getattr(idata, group).assign_coords(labels))
-    import xarray as xr
-
-    idata.sample_stats["solver_failures"] = xr.DataArray(draws.failures, dims=["chain"])
-    idata.sample_stats["solver_failures_warmup"] = xr.DataArray(draws.failures_warmup, dims=["chain"])
-    idata.sample_stats["warmup_steps"] = xr.DataArray(draws.warmup_steps, dims=["chain"])
+    fit.add_chain_counts(idata, draws)
     idata.posterior.attrs.update({"petab_problem": m.problem.name, "estimated": list(m.coords)})
     return idata
 

@@ -276,11 +276,11 @@ class _Compiler:
         measurements = pp.measurement_df.reset_index(drop=True)
         if np.isinf(measurements["time"]).any():
             self.issue("steady-state measurements (time inf)", "measure at finite times", column="time")
-        sims = self._simulations(measurements)
+        sims, row_sim = self._simulations(measurements)
         p_const, p_index, x0_const, x0_index = self._conditions([c for _, c in sims])
         pre = [c if c is not None else s for c, s in sims]
         pre_p_const, pre_p_index, _, _ = self._conditions(pre)
-        times, row_sim, row_time = self._times(measurements, sims)
+        times, row_time = self._times(measurements, len(sims), row_sim)
         obs_ids, fns, trans, dists, width = self._observables()
         row_obs = np.array([obs_ids.index(o) for o in measurements["observableId"]])
         obs_const, obs_index = self._row_parameters(measurements, "observableParameters", width[0])
@@ -302,13 +302,16 @@ class _Compiler:
             y=measurements["measurement"].to_numpy(float), obs_const=obs_const, obs_index=obs_index,
             noise_const=noise_const, noise_index=noise_index, rhs=rhs, initial=initial, measurements=measurements)
 
-    def _simulations(self, measurements: pd.DataFrame) -> list[tuple[str | None, str]]:
+    def _simulations(self, measurements: pd.DataFrame) -> tuple[list[tuple[str | None, str]], np.ndarray]:
+        """(the distinct (pre-equilibration or None, condition) pairs, the pair of each row)."""
         col = "preequilibrationConditionId"
         pre = measurements[col] if col in measurements else pd.Series([None] * len(measurements))
         pre = [None if (p is None or (isinstance(p, float) and math.isnan(p)) or str(p).strip() == "") else str(p)
                for p in pre]
         pairs = list(zip(pre, measurements["simulationConditionId"].astype(str)))
-        return list(dict.fromkeys(pairs))
+        sims = list(dict.fromkeys(pairs))
+        index = {pair: i for i, pair in enumerate(sims)}
+        return sims, np.array([index[p] for p in pairs], dtype=int)
 
     def _conditions(self, ids: list[str]):
         ode, cond = self.ode, self.pp.condition_df
@@ -342,25 +345,14 @@ class _Compiler:
                     p_const[i, j], p_index[i, j] = const, index
         return p_const, p_index, x0_const, x0_index
 
-    def _times(self, measurements: pd.DataFrame, sims):
-        key = list(zip(self._simulations_of_rows(measurements), measurements["time"].to_numpy(float)))
-        per_sim = [sorted({t for s, t in key if s == i}) for i in range(len(sims))]
+    def _times(self, measurements: pd.DataFrame, n_sims: int, row_sim: np.ndarray):
+        """(output times [C, T] padded by repeating the last, each row's index into its simulation's times)."""
+        key = list(zip(row_sim, measurements["time"].to_numpy(float)))
+        per_sim = [sorted({t for s, t in key if s == i}) for i in range(n_sims)]
         width = max(len(t) for t in per_sim)
         times = np.array([t + [t[-1]] * (width - len(t)) for t in per_sim], dtype=float)
-        row_sim = np.array([s for s, _ in key], dtype=int)
         row_time = np.array([per_sim[s].index(t) for s, t in key], dtype=int)
-        return times, row_sim, row_time
-
-    def _simulations_of_rows(self, measurements: pd.DataFrame) -> list[int]:
-        sims = self._simulations(measurements)
-        col = "preequilibrationConditionId"
-        out = []
-        for i in range(len(measurements)):
-            pre = measurements[col].iloc[i] if col in measurements else None
-            pre = None if pre is None or (isinstance(pre, float) and math.isnan(pre)) or str(pre).strip() == "" \
-                else str(pre)
-            out.append(sims.index((pre, str(measurements["simulationConditionId"].iloc[i]))))
-        return out
+        return times, row_time
 
     def _row_parameters(self, measurements: pd.DataFrame, column: str, width: int):
         n = len(measurements)
