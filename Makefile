@@ -21,6 +21,7 @@ install: $(VENV)/.installed
 demo: install
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile configs/example.yaml
 	$(BIN)/python -m pipeline shifts results/example/shifts.csv
+	@echo "report: results/example/report.html (figures in results/example/figures/)"
 
 test: install
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)

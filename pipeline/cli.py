@@ -60,12 +60,16 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fit-map", help="multi-start MAP fits of the config's model to the dataset (map.json)")
     p.add_argument("config", help="configs/<analysis>.yaml")
     p.add_argument("--data", help="the ingested dataset, e.g. results/example/data.nc (not for a `petab:` config)")
+    p.add_argument("--variant", default="base", help="fit this model variant of the config's `variants` "
+                   "(default: base, the config's own model)")
     p.add_argument("--out", required=True, help="JSON to write, e.g. results/example/map.json")
     p.set_defaults(run=_fit_map)
 
     p = sub.add_parser("fit-nuts", help="NUTS from the best MAP fits: posterior, mechanism shifts, diagnostics")
     p.add_argument("config", help="configs/<analysis>.yaml")
     p.add_argument("--data", help="the ingested dataset, e.g. results/example/data.nc (not for a `petab:` config)")
+    p.add_argument("--variant", default="base", help="fit this model variant of the config's `variants` "
+                   "(default: base, the config's own model)")
     p.add_argument("--map", required=True, help="the fit-map output, e.g. results/example/map.json")
     p.add_argument("--posterior", required=True, help="ArviZ NetCDF to write, e.g. results/example/posterior.nc")
     p.add_argument("--shifts", help="CSV to write, e.g. results/example/shifts.csv (a `petab:` config: the "
@@ -92,6 +96,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--map", help="map.json of the same config: export the best MAP fit's values (default: the "
                    "prior medians, no shifts)")
     p.set_defaults(run=_export_petab)
+
+    p = sub.add_parser("report", help="write results/<analysis>/report.html and its figures from the fit's outputs")
+    p.add_argument("analysis", help="the analysis name (the config's `analysis`)")
+    p.add_argument("--config", help="its config (default configs/<analysis>.yaml)")
+    p.add_argument("--results", help="the folder of its fit outputs (default results/<analysis>)")
+    p.set_defaults(run=_report_command)
+
+    p = sub.add_parser("compare", help="rank model variants by PSIS-LOO (compare.csv) from their posterior.nc")
+    p.add_argument("posteriors", nargs="+", metavar="VARIANT=POSTERIOR",
+                   help="a name and its posterior.nc, e.g. full=results/example/posterior.nc")
+    p.add_argument("--out", required=True, help="CSV to write, e.g. results/example/compare.csv")
+    p.set_defaults(run=_compare)
 
     p = sub.add_parser("config", help="check an analysis config and print it with its defaults filled")
     p.add_argument("config", help="configs/<analysis>.yaml")
@@ -155,7 +171,7 @@ def _simulate_dataset(args) -> int:
 def _fit_map(args) -> int:
     from pipeline import config, fit
 
-    cfg = config.load(args.config)
+    cfg = config.variant(config.load(args.config), args.variant)
     if "petab" in cfg:
         from pipeline import petabfit
 
@@ -186,7 +202,7 @@ def _fit_nuts(args) -> int:
     from pipeline import config, fit, ingest
     from pipeline.outputs import atomic_path
 
-    cfg = config.load(args.config)
+    cfg = config.variant(config.load(args.config), args.variant)
     map_result = json.loads(Path(args.map).read_text(encoding="utf-8"))
     if "petab" in cfg:
         return _fit_nuts_petab(args, cfg, map_result)
@@ -290,6 +306,41 @@ def _export_petab(args) -> int:
     ll, _, ok = petabexport.conditional_log_likelihood(m, u)
     print(f"wrote the PEtab problem {Path(args.out) / 'problem.yaml'}; its log-likelihood at the exported values: "
           f"{float(ll):.10g}{'' if bool(ok) else ' (a solve failed)'}")
+    return 0
+
+
+def _report_command(args) -> int:
+    from pipeline import config, report
+
+    path = Path(args.config or f"configs/{args.analysis}.yaml")
+    if not path.is_file():
+        raise InputError([Problem(str(path), "does not exist", fix="give the analysis's config with --config")])
+    cfg = config.load(path)
+    if cfg["analysis"] != args.analysis:
+        raise InputError([Problem(str(path), f"is the config of analysis '{cfg['analysis']}', not '{args.analysis}'",
+                                  fix="give the config whose `analysis` is the one to report")])
+    if "petab" in cfg:
+        raise InputError([Problem(str(path), "is a PEtab problem: the report covers blot datasets",
+                                  fix=f"see results/{args.analysis}/predictive.png and diagnostics.json")])
+    written = report.write(cfg, args.results or f"results/{args.analysis}")
+    print(f"wrote {written} and its figures in {written.parent / report.FIGURES}")
+    return 0
+
+
+def _compare(args) -> int:
+    from pipeline import compare
+    from pipeline.outputs import atomic_path
+
+    pairs = [a.split("=", 1) for a in args.posteriors]
+    bad = [a for a, p in zip(args.posteriors, pairs) if len(p) != 2 or not p[0]]
+    if bad:
+        raise InputError([Problem("command line", f"'{a}' is not VARIANT=POSTERIOR", fix="write e.g. "
+                                  "full=results/example/posterior.nc") for a in bad])
+    table = compare.compare({name: path for name, path in pairs})
+    with atomic_path(args.out) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+    print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    print(f"wrote {args.out}")
     return 0
 
 

@@ -6,6 +6,7 @@ The Snakefile validates the same file against the same schema with
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 from pipeline import parameters
@@ -34,7 +35,7 @@ def load(path: str | Path) -> dict:
             raise InputError(problems)
         return config
     if not problems:
-        problems = _check_names(config, shown)
+        problems = _check_names(config, shown) + _check_variants(config, shown)
     if not problems and not Path(config["dataset"]).is_dir():
         problems.append(Problem(shown, "is not a dataset folder", key="dataset", value=config["dataset"],
                                 fix="give the folder that holds dataset.yaml, conditions.csv and measurements.csv "
@@ -43,6 +44,36 @@ def load(path: str | Path) -> dict:
         raise InputError(problems)
     return config
 
+
+
+BASE = "base"  # the config's own model among the variants of the `compare` stage
+
+
+def variant(config: dict, name: str) -> dict:
+    """The config of one model variant (`variants` in the config; `base`: the config itself)."""
+    if name == BASE:
+        return config
+    named = {x["name"]: x for x in config["variants"]}
+    if name not in named:
+        raise InputError([Problem("config", f"has no variant '{name}'", key="variants",
+                                  fix=one_of([BASE, *named], name))])
+    out = copy.deepcopy(config)
+    out["model"].update(copy.deepcopy(named[name]["model"]))
+    out["variants"] = []
+    return out
+
+
+def _check_variants(config: dict, shown: str) -> list[Problem]:
+    names = [x["name"] for x in config["variants"]]
+    problems = [Problem(shown, "names two variants alike", key="variants", value=n, fix="give each variant its own name")
+                for n in sorted({n for n in names if names.count(n) > 1})]
+    for i, x in enumerate(config["variants"]):
+        if names.count(x["name"]) > 1:
+            continue
+        own = lambda key: key.startswith("model.") and key.split(".")[1] in x["model"]  # noqa: E731 (not the base's)
+        problems += [Problem(p.file, p.message, key=f"variants[{i}].{p.key}", value=p.value, fix=p.fix)
+                     for p in _check_names(variant(config, x["name"]), shown) if own(p.key)]
+    return problems
 
 
 def _check_names(config: dict, shown: str) -> list[Problem]:

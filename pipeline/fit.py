@@ -23,7 +23,8 @@ from pipeline import vocabulary as v
 from pipeline.outputs import atomic_path
 from pipeline.posterior import Model
 
-STAGE_MAP, STAGE_NUTS, STAGE_OBSERVE = 1, 2, 3
+STAGE_MAP, STAGE_NUTS, STAGE_OBSERVE, STAGE_PRIOR = 1, 2, 3, 4
+PRIOR_DRAWS = 1000  # the `prior` group of posterior.nc (prior-to-posterior contraction in the report)
 SHIFT_COLUMNS = ["cell_line", "mechanism", "parameter", "median_log2_fc", "ci90_low", "ci90_high", "prob_shift"]
 
 
@@ -102,6 +103,7 @@ def run_nuts(config: dict, ds: xr.Dataset, map_result: dict, log: Callable[[str]
     m = model(config, ds)
     draws = sample(m, config, map_result, (model, (config, ds)), log)
     idata = inference_data(m, draws, ds, _key(config, STAGE_OBSERVE))
+    idata.add_groups(prior=prior_group(m, _key(config, STAGE_PRIOR)))
     table = shift_table(idata, config["summary"]["threshold_log2"])
     diag = diagnostics(idata, draws, time.perf_counter() - t0)
     return idata, table, diag
@@ -173,6 +175,26 @@ def inference_data(m: Model, draws: sampling.Draws, ds: xr.Dataset, key) -> az.I
     idata.posterior.attrs.update({"reference_line": m.lines[0], "shift_prior": m.shift_prior,
                                   "estimated": list(m.estimated)})
     return idata
+
+
+def prior_group(m: Model, key, n: int = PRIOR_DRAWS) -> xr.Dataset:
+    """The posterior group's parameters (estimates, shift, log2_fc, sigma, ...) under the prior: n exact
+    draws of u (`Model.prior_draw`) as one chain, labelled as in `posterior`."""
+    named = jax.jit(jax.vmap(lambda k: m.named(m.prior_draw(k))))(jax.random.split(key, n))
+    one = lambda x: np.asarray(x)[None]  # noqa: E731
+    est = np.asarray(named["estimates"])
+    data = {name: (("chain", "draw"), one(est[:, i])) for i, name in enumerate(m.estimated)}
+    pair = ("chain", "draw", "cell_line", "shift_parameter")
+    data.update({"shift": (pair, one(named["shift"])), "log2_fc": (pair, one(named["log2_fc"])),
+                 "sigma": (("chain", "draw", v.TARGET), one(named["sigma"]))})
+    if "offset" in named:
+        data["offset"] = (("chain", "draw", v.TARGET), one(named["offset"]))
+    if "tau" in named:
+        data["tau"] = (("chain", "draw", "cell_line"), one(named["tau"]))
+    coords = {"chain": [0], "draw": np.arange(n), "cell_line": list(m.shifted_lines),
+              "shift_parameter": [p for _, p in m.shift_params], v.TARGET: list(m.targets)}
+    return xr.Dataset(data, coords=coords).assign_coords(
+        mechanism=("shift_parameter", [mech for mech, _ in m.shift_params]))
 
 
 def sampler_stats(draws: sampling.Draws, solver_ok: np.ndarray) -> dict:

@@ -201,8 +201,9 @@ def plot_predictive(idata: az.InferenceData):
             ax.plot(t, obs.values[sel], "o", color=color, ms=3)
         ax.set_title(o)
         ax.set_xlabel("time")
-    axes[0][0].set_ylabel("signal (data: points; posterior predictive: median, 90 %)")
+    axes[0][0].set_ylabel("signal")
     axes[0][-1].legend(fontsize=6, loc="best")
+    fig.suptitle("Data (points) and posterior predictive (line: median; band: 90 %)", fontsize=9)
     fig.tight_layout()
     return fig
 

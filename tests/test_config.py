@@ -33,7 +33,7 @@ def test_defaults_come_from_the_schema_for_cli_and_snakemake_alike(tmp_path):
     assert filled == {"analysis": "minimal", "dataset": "data/example", "description": "", "seed": 0,
                       "model": {"loops_off": [], "fixed": {}, "estimate": None,
                                 "shift_mechanisms": list(parameters.MECHANISMS)},
-                      "solver": {}, "simulate": {"n_times": 121, "shifts": {}},
+                      "variants": [], "solver": {}, "simulate": {"n_times": 121, "shifts": {}},
                       "prior": {"shift": "laplace", "shift_scale": 0.5, "horseshoe_global_scale": 0.1,
                                 "horseshoe_slab_scale": 3.4, "sigma_scale": 0.3, "offset": False,
                                 "offset_scale": 0.05},
@@ -78,6 +78,13 @@ BAD = {
                              ["'model.fixed.k_T'", "-1", "minimum"]),
     "shift_of_unknown_parameter": ("analysis: a\ndataset: data/example\nsimulate: {shifts: {R1: {IC50_MK: 3}}}\n",
                                    ["'simulate.shifts.R1.IC50_MK'", "did you mean 'IC50_MK2206'"]),
+    "variant_named_base": ("analysis: a\ndataset: data/example\nvariants: [{name: base, model: {loops_off: []}}]\n",
+                           ["'variants.0.name'", "'base'"]),
+    "variant_without_model": ("analysis: a\ndataset: data/example\nvariants: [{name: v}]\n", ["'variants.0.model'", "required"]),
+    "variant_names_alike": ("analysis: a\ndataset: data/example\nvariants: [{name: v, model: {loops_off: [grb10]}}, "
+                            "{name: v, model: {loops_off: [s6k_irs1]}}]\n", ["'variants'", "'v'", "two variants alike"]),
+    "variant_estimates_unknown": ("analysis: a\ndataset: data/example\nvariants: [{name: v, model: {estimate: [kT]}}]\n",
+                                  ["'variants[0].model.estimate'", "'kT'", "did you mean 'k_T'"]),
 }
 
 
@@ -134,3 +141,19 @@ def test_every_solver_key_is_a_solver_setting():
     keys = schema("config")["properties"]["solver"]["properties"]
     assert set(keys) <= {f.name for f in dataclasses.fields(simulate.SolverSettings)}
     assert simulate.SolverSettings(**{"rtol": 1e-5, "solver": "Kvaerno4"}).rtol == 1e-5
+
+
+def test_a_variant_replaces_only_its_model_keys(tmp_path):
+    path = tmp_path / "v.yaml"
+    path.write_text(yaml.safe_dump({"analysis": "a", "dataset": "data/example", "model": {
+        "estimate": ["kd_T"], "shift_mechanisms": ["pten_loss", "pim_parallel_kinase"]}, "variants": [
+        {"name": "pim_only", "model": {"shift_mechanisms": ["pim_parallel_kinase"]}},
+        {"name": "no_foxo", "model": {"loops_off": ["foxo_rtk"]}}]}))
+    cfg = config.load(path)
+    assert config.variant(cfg, "base") is cfg
+    pim = config.variant(cfg, "pim_only")
+    assert pim["model"] == cfg["model"] | {"shift_mechanisms": ["pim_parallel_kinase"]} and pim["variants"] == []
+    assert config.variant(cfg, "no_foxo")["model"]["loops_off"] == ["foxo_rtk"]
+    assert cfg["model"]["loops_off"] == [] and cfg["model"]["shift_mechanisms"] == ["pten_loss", "pim_parallel_kinase"]
+    with pytest.raises(InputError, match="no variant 'pim'"):
+        config.variant(cfg, "pim")

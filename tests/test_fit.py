@@ -43,7 +43,7 @@ def fitted(tmp_path_factory):
 
 def test_workflow_writes_every_output(fitted):
     for name in ("data.nc", "simulation.nc", "simulation.png", "map.json", "posterior.nc", "shifts.csv",
-                 "diagnostics.json"):
+                 "diagnostics.json", "report.html", "figures/shifts.png", "figures/predictive_resistant.png"):
         assert (fitted / name).is_file(), name
     with xr.open_dataset(fitted / "data.nc", engine="h5netcdf") as got:
         want = ingest.to_xarray(dataset.load(ONE_SHIFT))
@@ -122,3 +122,131 @@ def test_config_defaults_for_the_fit(tmp_path):
     cfg = config.load(path)
     assert cfg["map"]["starts"] >= 16 and cfg["nuts"]["target_accept"] == 0.9
     assert cfg["prior"]["shift"] == "laplace" and len(cfg["model"]["shift_mechanisms"]) == 8
+
+
+# ---- the report (last stage), its figures from the numbers, and the notebook ----------------------------
+def _draws(da):
+    return da.stack(sample=("chain", "draw")).transpose("sample", ...).values
+
+
+def test_report_is_one_self_contained_page_with_every_figure(fitted):
+    import base64
+    import re
+
+    page = (fitted / "report.html").read_text()
+    for heading in ("Dataset", "Can the fit be trusted?", "Mechanism shifts per resistant line",
+                    "Posterior predictive against the blots", "Sampler", "What the data inform"):
+        assert f"<h2>{heading}</h2>" in page, heading
+    for check in ("R-hat (max)", "ESS bulk (min)", "ESS tail (min)", "Divergences", "Solver failures (sampling)",
+                  "E-BFMI (min over chains)"):
+        assert check in page, check
+    assert not re.search(r"(src|href)=[\"'](?!data:)", page)  # nothing loaded from elsewhere
+    embedded = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    files = sorted((fitted / "figures").glob("*.png"))
+    assert {"shifts", "predictive_parental", "predictive_resistant", "rank", "pairs", "contraction"} == \
+        {f.stem for f in files}
+    assert sorted(base64.b64decode(e) for e in embedded) == sorted(f.read_bytes() for f in files)
+    diag = json.loads((fitted / "diagnostics.json").read_text())
+    assert f"{diag['min_ess_bulk']:.0f}" in page and f"{diag['divergences']} of {2 * 100}" in page
+
+
+def test_predictive_figure_plots_the_posterior_predictive_of_posterior_nc(fitted):
+    from pipeline import figures
+
+    idata = az.from_netcdf(fitted / "posterior.nc")
+    obs = idata.observed_data
+    labels = list(idata.posterior["scale"].values)
+    group = np.array([labels.index(f"{b}|{t}") for b, t in zip(obs["blot_id"].values, obs["target"].values)])
+    rep = _draws(idata.posterior_predictive["y"]) / np.exp(_draws(idata.posterior["log_scale"]))[:, group]
+    scale_median = np.exp(np.median(_draws(idata.posterior["log_scale"]), axis=0))[group]
+    fig = figures.plot_predictive(idata, "resistant")
+    lines = {ln.get_gid(): ln for ax in fig.axes for ln in ax.get_lines() if ln.get_gid()}
+    cond_line = dict(zip(idata.constant_data["condition"].values, idata.constant_data["cell_line"].values))
+    checked = 0
+    for cid in dict.fromkeys(obs["condition_id"].values):
+        if cond_line[cid] != "resistant":
+            continue
+        for target in dict.fromkeys(obs["target"].values):
+            rows = (obs["condition_id"].values == cid) & (obs["target"].values == target)
+            times = np.unique(obs["time_min"].values[rows])
+            want = [np.median(rep[:, rows & (obs["time_min"].values == t)]) for t in times]
+            line = lines[f"median|{cid}|{target}"]
+            np.testing.assert_allclose(line.get_xdata(), times / 60.0)
+            np.testing.assert_allclose(line.get_ydata(), want, rtol=1e-12)
+            checked += 1
+    n_conditions = sum(line == "resistant" for line in cond_line.values())
+    assert checked == n_conditions * len(set(obs["target"].values)) >= 4  # every panel of the line
+    # the bands: signal / their blot's scale (posterior median), every band of the line drawn once
+    points = np.concatenate([ln.get_ydata() for ax in fig.axes for ln in ax.get_lines() if ln.get_marker() == "o"])
+    in_line = np.array([cond_line[c] == "resistant" for c in obs["condition_id"].values])
+    np.testing.assert_allclose(np.sort(points), np.sort((obs["y"].values / scale_median)[in_line]), rtol=1e-12)
+
+
+def test_shift_contraction_and_pair_figures_plot_the_posterior_numbers(fitted):
+    import pandas as pd
+
+    from pipeline import figures
+
+    idata = az.from_netcdf(fitted / "posterior.nc")
+    fc = idata.posterior["log2_fc"].sel(cell_line="resistant")
+    table = pd.read_csv(fitted / "shifts.csv")
+    fig = figures.plot_shifts(table, 1.0)
+    (points,) = [ln for ln in fig.axes[0].get_lines() if ln.get_gid() == "median|resistant"]
+    want = [float(fc.sel(shift_parameter=p).median()) for p in table["parameter"].iloc[::-1]]
+    np.testing.assert_allclose(points.get_xdata(), want, rtol=1e-5)  # shifts.csv keeps 6 digits
+
+    # contraction: 1 - posterior variance / prior variance, here of log kd_T and of the planted log2 FC
+    contraction = figures.contraction_table(idata.posterior, idata.prior).set_index("parameter")
+    for name, post, prior in (
+            ("log kd_T", np.log(_draws(idata.posterior["kd_T"])), np.log(_draws(idata.prior["kd_T"]))),
+            ("log2_fc resistant:IC50_MK2206", _draws(fc.sel(shift_parameter="IC50_MK2206")),
+             _draws(idata.prior["log2_fc"].sel(cell_line="resistant", shift_parameter="IC50_MK2206")))):
+        assert contraction.loc[name, "contraction"] == pytest.approx(1 - np.var(post, ddof=1) / np.var(prior, ddof=1))
+    # the prior group is the prior: Laplace(0, 0.5) shifts, so var(log2 FC) = 2 (0.5 / ln 2)^2
+    assert contraction.loc["log2_fc resistant:X", "prior_sd"] ** 2 == pytest.approx(2 * (0.5 / np.log(2)) ** 2, rel=0.2)
+    assert contraction.loc["log kd_T", "contraction"] > 0.5  # the blots inform the binding constant
+    bars = figures.plot_contraction(contraction.reset_index()).axes[0].patches
+    np.testing.assert_allclose([b.get_width() for b in bars], contraction["contraction"].values)
+
+    draws = figures.parameter_draws(idata.posterior)
+    names, corr = figures.most_correlated(draws)
+    r = np.corrcoef(draws.to_numpy().T)
+    np.fill_diagonal(r, 0)
+    i, j = np.unravel_index(np.argmax(np.abs(r)), r.shape)
+    assert set(names[:2]) == {draws.columns[i], draws.columns[j]}
+    assert len(names) == 4
+
+
+def test_notebook_runs_on_the_fit(fitted):
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(Path(__file__).parents[1] / "notebooks" / "diagnostics.ipynb", as_version=4)
+    (params,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    params.source = f'ANALYSIS = "one_shift"\nRESULTS = "{fitted}"\nCONFIG = "{fitted.parents[1] / "cfg.yaml"}"'
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(fitted.parents[1])}}
+                   ).execute()
+    text = "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
+                     for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "most correlated:" in text and "Computed from 200 posterior samples" in text
+    assert not [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+
+
+@pytest.mark.slow
+def test_compare_stage_prefers_the_model_with_the_planted_mechanism(tmp_path):
+    """The compare stage end to end (slow: three fits): the base model can shift the planted mechanism
+    (akt_allosteric_binding: IC50_MK2206 x 30); `pim_only` cannot, so it must rank last by PSIS-LOO, by far
+    more than its standard error, and the report must show the table."""
+    import pandas as pd
+
+    cfg = CONFIG | {"variants": [{"name": "pim_only", "model": {"shift_mechanisms": ["pim_parallel_kinase"]}},
+                                 {"name": "akt_only", "model": {"shift_mechanisms": ["akt_allosteric_binding"]}}]}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    run = snakemake("--directory", str(tmp_path), "--configfile", str(tmp_path / "cfg.yaml"), "--cores", "2",
+                    cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    results = tmp_path / "results" / "one_shift"
+    table = pd.read_csv(results / "compare.csv").set_index("variant")
+    assert table["rank"].idxmax() == "pim_only"
+    assert table.loc["pim_only", "elpd_diff"] > 4 * table.loc["pim_only", "dse"]
+    assert "Model comparison (PSIS-LOO)" in (results / "report.html").read_text()

@@ -240,3 +240,24 @@ def test_fit_of_a_petab_problem_recovers_planted_values(tmp_path, capsys):
     np.testing.assert_allclose(line.get_ydata(), np.median(rep, axis=1))
     assert (out / "predictive.png").stat().st_size > 10_000
 
+
+
+def test_map_starts_are_uniform_within_the_bounds_or_around_the_nominal_values(toy):
+    """map.start_sd: starts drawn around the parameter table's nominal values (that sd apart in u);
+    without it, uniform on the parameter scale within the bounds (PEtab's default prior)."""
+    from pipeline import petabfit
+
+    keys = jax.random.split(jax.random.PRNGKey(0), 4000)
+    for start_sd in (None, 0.1):
+        m = petabfit.PetabModel(toy, petabproblem.Solver(), start_sd)
+        x = np.asarray(jax.vmap(lambda k: m.x(m.prior_draw(k)))(keys))
+        frac = (x - m.lower) / (m.upper - m.lower)
+        assert (frac > 0).all() and (frac < 1).all()
+        if start_sd is None:  # uniform: quartiles at 1/4, 1/2, 3/4 of the scaled bounds
+            np.testing.assert_allclose(np.quantile(frac, [0.25, 0.5, 0.75], axis=0),
+                                       np.tile([[0.25], [0.5], [0.75]], (1, m.dim)), atol=0.03)
+        else:  # normal in u around the nominal values' u, with sd start_sd
+            nominal = (toy.x_nominal - m.lower) / (m.upper - m.lower)
+            u = np.log(frac) - np.log1p(-frac)
+            np.testing.assert_allclose(np.mean(u, axis=0), np.log(nominal) - np.log1p(-nominal), atol=0.01)
+            np.testing.assert_allclose(np.std(u, axis=0), start_sd, rtol=0.05)

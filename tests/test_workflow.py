@@ -4,6 +4,8 @@ tests/test_fit.py (on a small dataset, with the fit stages)."""
 import os
 import shutil
 import subprocess
+
+import yaml
 import sys
 from pathlib import Path
 
@@ -39,3 +41,22 @@ def test_a_petab_config_plans_the_petab_stages(tmp_path):
     assert run.returncode == 0, run.stdout + run.stderr
     planned = {line.split()[1].rstrip(":") for line in run.stdout.splitlines() if line.startswith(("rule ", "localrule "))}
     assert planned == {"fit_map", "fit_nuts", "all"}
+
+
+def test_model_variants_are_fitted_compared_and_reported(tmp_path):
+    """`variants` in a config: each is fitted (fit_map, fit_nuts with --variant) into variants/<name>/, then
+    `compare` ranks them with the base by PSIS-LOO, and the report waits for compare.csv."""
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({"analysis": "v", "dataset": str(ROOT / "data" / "example"), "variants": [
+        {"name": "pim_only", "model": {"shift_mechanisms": ["pim_parallel_kinase"]}},
+        {"name": "no_foxo", "model": {"loops_off": ["foxo_rtk"]}}]}))
+    run = snakemake("--configfile", str(cfg), "--dry-run", "--printshellcmds", "--directory", str(tmp_path),
+                    "--cores", "2", cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    out = run.stdout
+    for name in ("pim_only", "no_foxo"):
+        assert f"fit-map {cfg} --variant {name} " in out and f"--out results/v/variants/{name}/map.json" in out
+        assert f"fit-nuts {cfg} --variant {name} " in out
+    assert ("compare base=results/v/posterior.nc pim_only=results/v/variants/pim_only/posterior.nc "
+            "no_foxo=results/v/variants/no_foxo/posterior.nc --out results/v/compare.csv") in out
+    assert f"report v --config {cfg} --results results/v" in out

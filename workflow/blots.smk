@@ -1,8 +1,14 @@
-# The stages of a blot dataset (`dataset:` in the config): ingest -> simulate -> fit_map -> fit_nuts.
+# The stages of a blot dataset (`dataset:` in the config): ingest -> simulate -> fit_map -> fit_nuts
+# (-> the same two per model variant -> compare) -> report.
+import os
+
 DATASET = config["dataset"]
+VARIANTS = [x["name"] for x in config.get("variants", [])]
+COMPARE = [f"{RESULTS}/compare.csv"] if VARIANTS else []
 
 
-TARGETS = [f"{RESULTS}/data.nc", f"{RESULTS}/simulation.nc", f"{RESULTS}/posterior.nc", f"{RESULTS}/shifts.csv"]  # rule all in the Snakefile
+TARGETS = [f"{RESULTS}/data.nc", f"{RESULTS}/simulation.nc", f"{RESULTS}/posterior.nc", f"{RESULTS}/shifts.csv",
+           f"{RESULTS}/report.html"] + COMPARE  # rule all in the Snakefile
 
 
 rule ingest:
@@ -43,10 +49,13 @@ rule fit_map:
         f"{RESULTS}/map.json",
     log:
         f"{LOGS}/fit_map.log",
+    params:
+        variant="base",
     conda:
         "../environment.yml"
     shell:
-        "python -m pipeline fit-map {input.config} --data {input.data} --out {output} > {log} 2>&1"
+        "python -m pipeline fit-map {input.config} --variant {params.variant} --data {input.data} --out {output} "
+        "> {log} 2>&1"
 
 
 rule fit_nuts:
@@ -61,8 +70,72 @@ rule fit_nuts:
     threads: 2  # chain_method: processes runs a chain per core
     log:
         f"{LOGS}/fit_nuts.log",
+    params:
+        variant="base",
     conda:
         "../environment.yml"
     shell:
-        "python -m pipeline fit-nuts {input.config} --data {input.data} --map {input.map} "
+        "python -m pipeline fit-nuts {input.config} --variant {params.variant} --data {input.data} --map {input.map} "
         "--posterior {output.posterior} --shifts {output.shifts} --diagnostics {output.diagnostics} > {log} 2>&1"
+
+
+# A model variant (`variants` in the config) is fitted as the base is, into results/<analysis>/variants/<name>/.
+use rule fit_map as fit_map_variant with:
+    output:
+        f"{RESULTS}/variants/{{variant}}/map.json",
+    params:
+        variant=lambda w: w.variant,
+    log:
+        f"{LOGS}/variants/{{variant}}/fit_map.log",
+
+
+use rule fit_nuts as fit_nuts_variant with:
+    input:
+        config=CONFIG,
+        data=f"{RESULTS}/data.nc",
+        map=f"{RESULTS}/variants/{{variant}}/map.json",
+    output:
+        posterior=f"{RESULTS}/variants/{{variant}}/posterior.nc",
+        shifts=f"{RESULTS}/variants/{{variant}}/shifts.csv",
+        diagnostics=f"{RESULTS}/variants/{{variant}}/diagnostics.json",
+    params:
+        variant=lambda w: w.variant,
+    log:
+        f"{LOGS}/variants/{{variant}}/fit_nuts.log",
+
+
+rule compare:
+    input:
+        base=f"{RESULTS}/posterior.nc",
+        variants=expand(f"{RESULTS}/variants/{{variant}}/posterior.nc", variant=VARIANTS),
+    output:
+        f"{RESULTS}/compare.csv",
+    params:
+        pairs=" ".join([f"base={RESULTS}/posterior.nc"] + [f"{n}={RESULTS}/variants/{n}/posterior.nc" for n in VARIANTS]),
+    log:
+        f"{LOGS}/compare.log",
+    conda:
+        "../environment.yml"
+    shell:
+        "python -m pipeline compare {params.pairs} --out {output} > {log} 2>&1"
+
+
+rule report:
+    input:
+        config=CONFIG,
+        posterior=f"{RESULTS}/posterior.nc",
+        shifts=f"{RESULTS}/shifts.csv",
+        diagnostics=f"{RESULTS}/diagnostics.json",
+        compare=COMPARE,
+    output:
+        report=f"{RESULTS}/report.html",
+        figures=directory(f"{RESULTS}/figures"),
+    params:
+        analysis=ANALYSIS,
+        results=lambda w, output: os.path.dirname(output.report),
+    log:
+        f"{LOGS}/report.log",
+    conda:
+        "../environment.yml"
+    shell:
+        "python -m pipeline report {params.analysis} --config {input.config} --results {params.results} > {log} 2>&1"

@@ -1,0 +1,187 @@
+"""The `report` stage: results/<analysis>/report.html, one self-contained page (figures embedded), and
+the same figures as PNG files in results/<analysis>/figures/.
+
+Read from the fit stage's outputs only: posterior.nc (posterior, prior, posterior_predictive,
+observed_data, constant_data, sample_stats), shifts.csv, diagnostics.json, and compare.csv when the
+config lists model variants.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+import arviz as az
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from pipeline import diagnose, figures
+from pipeline import vocabulary as v
+from pipeline.outputs import atomic_dir, atomic_path
+from pipeline.problems import InputError, Problem
+
+FIGURES = "figures"
+COLOURS = {diagnose.OK: "#1a7f37", diagnose.CAUTION: "#9a6700", diagnose.BAD: "#cf222e"}
+
+
+def inputs(results: Path) -> dict[str, Path]:
+    paths = {"posterior": results / "posterior.nc", "shifts": results / "shifts.csv",
+             "diagnostics": results / "diagnostics.json"}
+    missing = [Problem(str(p), "does not exist", fix="run the fit first (snakemake ... or make demo)")
+               for p in paths.values() if not p.is_file()]
+    if missing:
+        raise InputError(missing)
+    return paths
+
+
+def write(config: dict, results: str | Path) -> Path:
+    """Write report.html and figures/*.png into `results` (each atomically); return the report's path."""
+    results = Path(results)
+    paths = inputs(results)
+    idata = az.from_netcdf(paths["posterior"])
+    shifts = pd.read_csv(paths["shifts"])
+    diag = json.loads(paths["diagnostics"].read_text(encoding="utf-8"))
+    comparison = results / "compare.csv"
+    comparison = pd.read_csv(comparison) if comparison.is_file() else None
+    figs = build_figures(idata, shifts, config["summary"]["threshold_log2"])
+    pngs = {}
+    with atomic_dir(results / FIGURES) as folder:
+        for name, fig in figs.items():
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=100)
+            plt.close(fig)
+            pngs[name] = buf.getvalue()
+            (folder / f"{name}.png").write_bytes(pngs[name])
+    page = render(config, idata, shifts, diag, pngs, comparison)
+    with atomic_path(results / "report.html") as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return results / "report.html"
+
+
+def build_figures(idata: az.InferenceData, shifts: pd.DataFrame, threshold_log2: float) -> dict:
+    """name -> matplotlib figure, in the order of the report."""
+    pred, data = figures.predictive_table(idata), figures.data_table(idata)
+    out = {"shifts": figures.plot_shifts(shifts, threshold_log2)}
+    for line in sorted(pred[v.CELL_LINE].unique(), key=_line_order(idata)):
+        out[f"predictive_{line}"] = figures.plot_predictive(idata, line, pred, data)
+    out["rank"] = figures.plot_rank(idata)
+    draws = figures.parameter_draws(idata.posterior)
+    names, corr = figures.most_correlated(draws)
+    out["pairs"] = figures.plot_pairs(draws, names, corr)
+    if "prior" in idata.groups():
+        out["contraction"] = figures.plot_contraction(figures.contraction_table(idata.posterior, idata.prior))
+    return out
+
+
+def _line_order(idata):
+    ref = idata.posterior.attrs.get("reference_line")
+    return lambda line: (line != ref, line)
+
+
+# ---- HTML --------------------------------------------------------------------------------------------
+def _img(pngs: dict, name: str, alt: str) -> str:
+    data = base64.b64encode(pngs[name]).decode("ascii")
+    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"><figcaption>' \
+           f'{html.escape(alt)} ({FIGURES}/{name}.png)</figcaption></figure>'
+
+
+def _table(df: pd.DataFrame, floatfmt: str = "{:.3g}") -> str:
+    return df.to_html(index=False, border=0, classes="t", float_format=lambda x: floatfmt.format(x), escape=True)
+
+
+def dataset_summary(idata: az.InferenceData) -> pd.DataFrame:
+    """Per cell line: conditions, bands, blots, targets, time points and drug doses of the dataset."""
+    obs, cond = idata.observed_data, idata.constant_data
+    line_of = dict(zip(cond[v.DIM_CONDITION].values, cond[v.CELL_LINE].values))
+    band_line = np.array([line_of[c] for c in obs[v.CONDITION_ID].values])
+    rows = []
+    for line in dict.fromkeys(cond[v.CELL_LINE].values):
+        here = band_line == line
+        in_line = cond[v.CELL_LINE].values == line
+        doses = cond["dose_uM"].values[in_line]
+        drugs = ", ".join(f"{d} ({', '.join(f'{x:g}' for x in sorted(set(doses[:, j])) if x > 0)} µM)"
+                          for j, d in enumerate(cond[v.DIM_DRUG].values) if doses[:, j].max() > 0)
+        rows.append({"cell line": line, "conditions": int(in_line.sum()), "bands": int(here.sum()),
+                     "blots": len(set(obs[v.BLOT_ID].values[here])),
+                     "targets": ", ".join(dict.fromkeys(obs[v.TARGET].values[here])),
+                     "time points (min)": ", ".join(f"{t:g}" for t in sorted(set(obs[v.TIME_MIN].values[here]))),
+                     "drugs": drugs or "none"})
+    return pd.DataFrame(rows)
+
+
+def render(config: dict, idata, shifts: pd.DataFrame, diag: dict, pngs: dict, comparison) -> str:
+    attrs = idata.constant_data.attrs
+    found = diagnose.checks(idata, diag, config["nuts"]["max_tree_depth"])
+    status, sentence = diagnose.verdict(found)
+    draws = figures.parameter_draws(idata.posterior)
+    names, corr = figures.most_correlated(draws)
+    h = html.escape
+    parts = [f"<h1>{h(config['analysis'])}: which mechanisms changed in the resistant lines</h1>",
+             f"<p>{h(config.get('description', ''))}</p>",
+             "<h2>Dataset</h2>",
+             f"<p>{h(str(attrs.get('name', '')))}: {h(str(attrs.get('description', '')))} "
+             f"(source {h(str(attrs.get('source', '')))}); reference line <b>{h(str(attrs.get('reference_line')))}"
+             f"</b>; {idata.observed_data.sizes[v.DIM_MEASUREMENT]} bands.</p>",
+             _table(dataset_summary(idata)),
+             "<h2>Can the fit be trusted?</h2>",
+             f'<p class="verdict" style="border-color:{COLOURS[status]}"><b style="color:{COLOURS[status]}">'
+             f"{status.upper()}</b>: {h(sentence)}</p>",
+             "<table class='t'><tr><th>check</th><th>value</th><th>status</th><th>what it means</th></tr>"
+             + "".join(f"<tr><td>{h(c.name)}</td><td>{h(c.value)}</td><td style='color:{COLOURS[c.status]}'>"
+                       f"<b>{c.status}</b></td><td>{h(c.message)}</td></tr>" for c in found) + "</table>",
+             f"<p>{diag['chains']} chains x {diag['draws']} draws; {diag['gradient_evaluations']} gradient "
+             f"evaluations ({diag['mean_steps_per_iteration']:.1f} leapfrog steps per iteration); sampling took "
+             f"{diag['wall_s']:.0f} s; bulk ESS per second {diag['ess_bulk_per_s']:.3g}.</p>",
+             "<h2>Mechanism shifts per resistant line</h2>",
+             f"<p>prob_shift = posterior probability that the parameter changed more than "
+             f"{2 ** config['summary']['threshold_log2']:g}-fold (|log2 FC| &gt; {config['summary']['threshold_log2']:g})."
+             "</p>",
+             _img(pngs, "shifts", "Log2 fold change of each mechanism parameter, median and 90 % interval"),
+             _table(shifts),
+             "<h2>Posterior predictive against the blots</h2>",
+             "<p>Each band is divided by its blot's scale (per blot and target), so replicate blots share the "
+             "model's axis. Grey: 90 % posterior-predictive band; black: its median.</p>"]
+    parts += [_img(pngs, n, f"Posterior predictive, {n.removeprefix('predictive_')}") for n in pngs
+              if n.startswith("predictive_")]
+    parts += ["<h2>Sampler</h2>",
+              _img(pngs, "rank", "Rank plots per chain"),
+              f"<p>Strongest posterior correlation: <b>{h(names[0])}</b> and <b>{h(names[1])}</b>, "
+              f"r = {corr.loc[names[0], names[1]]:.2f}. Strong correlations (|r| &gt; 0.9) are sloppy directions: "
+              "the data fix a combination, not each parameter.</p>",
+              _img(pngs, "pairs", "Pair plot of the most correlated parameters")]
+    if "contraction" in pngs:
+        table = figures.contraction_table(idata.posterior, idata.prior)
+        weak = table[table["contraction"] < 0.5]["parameter"].tolist()
+        parts += ["<h2>What the data inform</h2>",
+                  _img(pngs, "contraction", "Prior-to-posterior contraction per parameter"),
+                  f"<p>Barely informed by the data (contraction &lt; 0.5): {h(', '.join(weak) or 'none')}.</p>",
+                  _table(table)]
+    if comparison is not None:
+        parts += ["<h2>Model comparison (PSIS-LOO)</h2>", comparison_html(comparison)]
+    style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
+             "table.t{border-collapse:collapse;font-size:0.85em;margin:0.5em 0}"
+             ".t td,.t th{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}"
+             "img{max-width:100%}.verdict{border-left:6px solid;padding:0.5em 1em;background:#f6f8fa}"
+             "figcaption{font-size:0.8em;color:#555}")
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{h(config['analysis'])} report</title>"
+            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
+
+
+def comparison_html(comparison: pd.DataFrame) -> str:
+    """The compare stage's table, best first, with its Pareto-k warnings in words."""
+    notes = []
+    for _, r in comparison.iterrows():
+        if r["pareto_k_bad"] > 0:
+            notes.append(f"{r['variant']}: {int(r['pareto_k_bad'])} band(s) with Pareto k &gt; "
+                         f"{r['pareto_k_threshold']:.2f}: PSIS-LOO is unreliable for them (influential or "
+                         "badly fitted bands); check them in the predictive plots, or refit without them (exact LOO).")
+    best = comparison.iloc[0]
+    head = (f"<p>Best supported: <b>{html.escape(str(best['variant']))}</b>. A difference in elpd_loo smaller than "
+            "about 2 of its standard errors (d_se) does not distinguish two variants.</p>")
+    warn = ("<p><b>Pareto-k warnings</b>:<br>" + "<br>".join(notes) + "</p>") if notes else \
+        "<p>No Pareto-k warnings: PSIS-LOO is reliable for every band.</p>"
+    return head + _table(comparison) + warn

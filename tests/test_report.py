@@ -1,0 +1,74 @@
+"""The convergence checks of the report against planted sampler output, and the report command's errors.
+The report of a real fit, and its figures against posterior.nc, are tested in tests/test_fit.py."""
+
+import arviz as az
+import numpy as np
+import pytest
+import yaml
+
+from pipeline import cli, diagnose
+
+GOOD = {"chains": 2, "draws": 500, "max_rhat": 1.003, "min_ess_bulk": 800.0, "min_ess_tail": 600.0,
+        "divergences": 0, "solver_failures": 0, "mean_steps_per_iteration": 7.0}
+
+
+def _idata(energy, tree_depth):
+    return az.from_dict(sample_stats={"energy": energy, "tree_depth": tree_depth})
+
+
+def test_a_healthy_fit_passes_every_check():
+    rng = np.random.default_rng(0)
+    idata = _idata(rng.normal(size=(2, 500)), np.full((2, 500), 3))
+    found = diagnose.checks(idata, GOOD, max_tree_depth=8)
+    assert [c.status for c in found] == [diagnose.OK] * len(found)
+    assert diagnose.verdict(found)[0] == diagnose.OK
+
+
+def test_ebfmi_is_the_energy_formula_and_a_sticky_energy_fails():
+    rng = np.random.default_rng(1)
+    sticky = np.cumsum(rng.normal(size=(2, 500)), axis=1)  # a random walk: successive energies barely change
+    found = {c.name: c for c in diagnose.checks(_idata(sticky, np.full((2, 500), 3)), GOOD, 8)}
+    want = [np.sum(np.diff(e) ** 2) / np.sum((e - e.mean()) ** 2) for e in sticky]  # Betancourt 2017, eq. 3.1
+    shown = [float(x) for x in found["E-BFMI (min over chains)"].value.split(", ")]
+    np.testing.assert_allclose(shown, want, atol=0.005)
+    assert max(want) < diagnose.EBFMI_MIN and found["E-BFMI (min over chains)"].status == diagnose.BAD
+
+
+@pytest.mark.parametrize("change, name, status, advice", [
+    ({"max_rhat": 1.03}, "R-hat (max)", diagnose.CAUTION, "longer chains"),
+    ({"max_rhat": 1.2}, "R-hat (max)", diagnose.BAD, "disagree"),
+    ({"min_ess_tail": 150.0}, "ESS tail (min)", diagnose.CAUTION, "nuts.samples; about 667 per chain"),
+    ({"divergences": 3}, "Divergences", diagnose.CAUTION, "nuts.target_accept"),
+    ({"divergences": 40}, "Divergences", diagnose.BAD, "nuts.target_accept"),
+    ({"solver_failures": 25}, "Solver failures (sampling)", diagnose.BAD, "solver.max_steps"),
+])
+def test_each_failed_check_says_what_to_do(change, name, status, advice):
+    idata = _idata(np.random.default_rng(2).normal(size=(2, 500)), np.full((2, 500), 3))
+    found = {c.name: c for c in diagnose.checks(idata, GOOD | change, 8)}
+    assert found[name].status == status and advice in found[name].message
+    others = [c.status for n, c in found.items() if n != name]
+    assert others == [diagnose.OK] * len(others)
+    overall, sentence = diagnose.verdict(list(found.values()))
+    assert overall == status and name in sentence
+
+
+def test_trajectories_cut_at_the_maximum_tree_depth_are_reported():
+    depth = np.full((2, 500), 3)
+    depth[:, :100] = 6  # 20 % at the maximum
+    idata = _idata(np.random.default_rng(3).normal(size=(2, 500)), depth)
+    found = {c.name: c for c in diagnose.checks(idata, GOOD, max_tree_depth=6)}
+    check = found["Iterations at max tree depth"]
+    assert check.status == diagnose.BAD and check.value.startswith("20 %") and "max_tree_depth" in check.message
+
+
+def test_report_command_names_the_missing_outputs(tmp_path, capsys):
+    cfg = tmp_path / "a.yaml"
+    cfg.write_text(yaml.safe_dump({"analysis": "a", "dataset": "tests/data/one_shift"}))
+    assert cli.main(["report", "a", "--config", str(cfg), "--results", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    for name in ("posterior.nc", "shifts.csv", "diagnostics.json"):
+        assert name in err
+    assert "run the fit first" in err
+    assert cli.main(["report", "b", "--config", str(cfg)]) == 2
+    assert "not 'b'" in capsys.readouterr().err
+    assert not list(tmp_path.glob("none/*"))
