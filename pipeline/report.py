@@ -47,7 +47,8 @@ def write(config: dict, results: str | Path) -> Path:
     diag = json.loads(paths["diagnostics"].read_text(encoding="utf-8"))
     comparison = results / "compare.csv"
     comparison = pd.read_csv(comparison) if comparison.is_file() else None
-    figs = build_figures(idata, shifts, config["summary"]["threshold_log2"])
+    facts = summaries(idata)
+    figs = build_figures(idata, shifts, config["summary"]["threshold_log2"], facts)
     pngs = {}
     with atomic_dir(results / FIGURES) as folder:
         for name, fig in figs.items():
@@ -56,24 +57,33 @@ def write(config: dict, results: str | Path) -> Path:
             plt.close(fig)
             pngs[name] = buf.getvalue()
             (folder / f"{name}.png").write_bytes(pngs[name])
-    page = render(config, idata, shifts, diag, pngs, comparison)
+    page = render(config, idata, shifts, diag, pngs, comparison, facts)
     with atomic_path(results / "report.html") as tmp:
         tmp.write_text(page, encoding="utf-8")
     return results / "report.html"
 
 
-def build_figures(idata: az.InferenceData, shifts: pd.DataFrame, threshold_log2: float) -> dict:
-    """name -> matplotlib figure, in the order of the report."""
+def summaries(idata: az.InferenceData) -> dict:
+    """The parameter summaries that both a figure and the page's text use, computed once: the draws
+    table, the most correlated parameters and their correlations, the contraction table (None without
+    a prior group)."""
+    draws = figures.parameter_draws(idata.posterior)
+    names, corr = figures.most_correlated(draws)
+    contraction = (figures.contraction_table(idata.posterior, idata.prior) if "prior" in idata.groups()
+                   else None)
+    return {"draws": draws, "names": names, "corr": corr, "contraction": contraction}
+
+
+def build_figures(idata: az.InferenceData, shifts: pd.DataFrame, threshold_log2: float, facts: dict) -> dict:
+    """name -> matplotlib figure, in the order of the report; facts: `summaries(idata)`."""
     pred, data = figures.predictive_table(idata), figures.data_table(idata)
     out = {"shifts": figures.plot_shifts(shifts, threshold_log2)}
     for line in sorted(pred[v.CELL_LINE].unique(), key=_line_order(idata)):
         out[f"predictive_{line}"] = figures.plot_predictive(idata, line, pred, data)
     out["rank"] = figures.plot_rank(idata)
-    draws = figures.parameter_draws(idata.posterior)
-    names, corr = figures.most_correlated(draws)
-    out["pairs"] = figures.plot_pairs(draws, names, corr)
-    if "prior" in idata.groups():
-        out["contraction"] = figures.plot_contraction(figures.contraction_table(idata.posterior, idata.prior))
+    out["pairs"] = figures.plot_pairs(facts["draws"], facts["names"], facts["corr"])
+    if facts["contraction"] is not None:
+        out["contraction"] = figures.plot_contraction(facts["contraction"])
     return out
 
 
@@ -113,12 +123,11 @@ def dataset_summary(idata: az.InferenceData) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def render(config: dict, idata, shifts: pd.DataFrame, diag: dict, pngs: dict, comparison) -> str:
+def render(config: dict, idata, shifts: pd.DataFrame, diag: dict, pngs: dict, comparison, facts: dict) -> str:
     attrs = idata.constant_data.attrs
     found = diagnose.checks(idata, diag, config["nuts"]["max_tree_depth"])
     status, sentence = diagnose.verdict(found)
-    draws = figures.parameter_draws(idata.posterior)
-    names, corr = figures.most_correlated(draws)
+    names, corr = facts["names"], facts["corr"]
     h = html.escape
     parts = [f"<h1>{h(config['analysis'])}: which mechanisms changed in the resistant lines</h1>",
              f"<p>{h(config.get('description', ''))}</p>",
@@ -154,7 +163,7 @@ def render(config: dict, idata, shifts: pd.DataFrame, diag: dict, pngs: dict, co
               "the data fix a combination, not each parameter.</p>",
               _img(pngs, "pairs", "Pair plot of the most correlated parameters")]
     if "contraction" in pngs:
-        table = figures.contraction_table(idata.posterior, idata.prior)
+        table = facts["contraction"]
         weak = table[table["contraction"] < 0.5]["parameter"].tolist()
         parts += ["<h2>What the data inform</h2>",
                   _img(pngs, "contraction", "Prior-to-posterior contraction per parameter"),
