@@ -18,6 +18,7 @@ from pipeline import cli, config, dataset, fit, ingest
 
 ONE_SHIFT = Path(__file__).parent / "data" / "one_shift"
 PLANTED_LOG2 = np.log2(30.0)
+CHAINS, WARMUP, SAMPLES = 2, 75, 75
 
 CONFIG = {
     "analysis": "one_shift",
@@ -26,8 +27,8 @@ CONFIG = {
     "model": {"estimate": ["kd_T", "IC50_MK2206"],
               "shift_mechanisms": ["akt_allosteric_binding", "pim_parallel_kinase"]},
     "solver": {"rtol": 1.0e-5},
-    "map": {"starts": 4, "steps": 60},
-    "nuts": {"chains": 2, "warmup": 100, "samples": 100},
+    "map": {"starts": 4, "steps": 40},
+    "nuts": {"chains": CHAINS, "warmup": WARMUP, "samples": SAMPLES},
 }
 
 
@@ -83,7 +84,7 @@ def test_chains_converged(fitted):
     assert diag["min_ess_bulk"] > 50 and diag["min_ess_tail"] > 30
     for key in ("divergences", "solver_failures", "gradient_evaluations", "wall_s", "ess_bulk_per_s"):
         assert key in diag
-    assert diag["gradient_evaluations"] > 2 * 200
+    assert diag["gradient_evaluations"] > CHAINS * (WARMUP + SAMPLES)
 
 
 def test_posterior_file_has_every_group_labelled(fitted):
@@ -93,7 +94,7 @@ def test_posterior_file_has_every_group_labelled(fitted):
         assert group in idata.groups(), group
     ds = ingest.to_xarray(dataset.load(ONE_SHIFT))
     n = ds.sizes["measurement"]
-    assert idata.log_likelihood["y"].shape == (2, 100, n)
+    assert idata.log_likelihood["y"].shape == (CHAINS, SAMPLES, n)
     assert idata.posterior_predictive["y"].dims == ("chain", "draw", "measurement")
     assert list(idata.observed_data["target"].values) == list(ds["target"].values)
     np.testing.assert_array_equal(idata.observed_data["y"].values, ds["y"].values)
@@ -147,7 +148,7 @@ def test_report_is_one_self_contained_page_with_every_figure(fitted):
         {f.stem for f in files}
     assert sorted(base64.b64decode(e) for e in embedded) == sorted(f.read_bytes() for f in files)
     diag = json.loads((fitted / "diagnostics.json").read_text())
-    assert f"{diag['min_ess_bulk']:.0f}" in page and f"{diag['divergences']} of {2 * 100}" in page
+    assert f"{diag['min_ess_bulk']:.0f}" in page and f"{diag['divergences']} of {CHAINS * SAMPLES}" in page
 
 
 def test_predictive_figure_plots_the_posterior_predictive_of_posterior_nc(fitted):
@@ -228,7 +229,7 @@ def test_notebook_runs_on_the_fit(fitted):
                    ).execute()
     text = "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
                      for c in nb.cells if c.cell_type == "code" for o in c.outputs)
-    assert "most correlated:" in text and "Computed from 200 posterior samples" in text
+    assert "most correlated:" in text and f"Computed from {CHAINS * SAMPLES} posterior samples" in text
     assert not [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
 
 

@@ -214,7 +214,7 @@ def test_fit_of_a_petab_problem_recovers_planted_values(tmp_path, capsys):
     cfg = tmp_path / "toy.yaml"
     cfg.write_text(yaml.safe_dump({"analysis": "toy", "petab": str(problem), "seed": 2,
                                    "solver": {"rtol": 1e-8, "atol": 1e-10}, "map": {"starts": 6, "steps": 40},
-                                   "nuts": {"chains": 2, "warmup": 150, "samples": 100, "max_tree_depth": 5}}))
+                                   "nuts": {"chains": 2, "warmup": 100, "samples": 100, "max_tree_depth": 5}}))
     out = tmp_path / "results"
     assert cli.main(["fit-map", str(cfg), "--out", str(out / "map.json")]) == 0
     fits = json.loads((out / "map.json").read_text())["fits"]
