@@ -1,6 +1,8 @@
 # Stages: load and validate blot tables -> simulate -> fit -> diagnose -> report.
 # Each rule is one `python -m pipeline ...` call; the same command runs by hand.
 # Run: snakemake --cores 2 --configfile configs/<analysis>.yaml   (default: configs/example.yaml)
+import os
+
 from snakemake.utils import validate
 
 
@@ -30,3 +32,24 @@ else:  # a blot dataset
 rule all:
     input:
         TARGETS,
+
+
+rule report:  # the last stage of both kinds of analysis
+    input:
+        config=CONFIG,
+        posterior=f"{RESULTS}/posterior.nc",
+        table=TABLE,
+        diagnostics=f"{RESULTS}/diagnostics.json",
+        compare=COMPARE,
+    output:
+        report=f"{RESULTS}/report.html",
+        figures=directory(f"{RESULTS}/figures"),
+    params:
+        analysis=ANALYSIS,
+        results=lambda w, output: os.path.dirname(output.report),
+    log:
+        f"{LOGS}/report.log",
+    conda:
+        "environment.yml"
+    shell:
+        "python -m pipeline report {params.analysis} --config {input.config} --results {params.results} > {log} 2>&1"

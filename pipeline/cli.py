@@ -319,9 +319,6 @@ def _report_command(args) -> int:
     if cfg["analysis"] != args.analysis:
         raise InputError([Problem(str(path), f"is the config of analysis '{cfg['analysis']}', not '{args.analysis}'",
                                   fix="give the config whose `analysis` is the one to report")])
-    if "petab" in cfg:
-        raise InputError([Problem(str(path), "is a PEtab problem: the report covers blot datasets",
-                                  fix=f"see results/{args.analysis}/predictive.png and diagnostics.json")])
     written = report.write(cfg, args.results or f"results/{args.analysis}")
     print(f"wrote {written} and its figures in {written.parent / report.FIGURES}")
     return 0

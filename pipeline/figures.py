@@ -23,6 +23,7 @@ from pipeline import parameters  # noqa: E402
 from pipeline import vocabulary as v  # noqa: E402
 
 SAMPLE = ("chain", "draw")
+AXES = {"lin": lambda x: x, "log": np.log, "log10": np.log10, "logit": lambda x: np.log(x) - np.log1p(-x)}
 QUANTILES = (0.05, 0.5, 0.95)
 
 
@@ -144,16 +145,24 @@ def plot_shifts(shifts: pd.DataFrame, threshold_log2: float):
 
 
 # ---- parameters: one flat table of draws ---------------------------------------------------------------
+def list_attr(group: xr.Dataset, name: str) -> list[str]:
+    """A list-of-strings attribute (e.g. `estimated`); netCDF gives a one-element list back as a string."""
+    return [str(x) for x in np.atleast_1d(group.attrs.get(name, []))]
+
+
 def parameter_draws(group: xr.Dataset) -> pd.DataFrame:
     """Draws of every reported parameter as columns, on the axis the prior is symmetric on: log of the
-    estimated parameters (logit of fractions), log2 fold changes, log of the noise sigma per target.
+    estimated parameters (logit of fractions; a PEtab problem's parameters on their own parameter scale,
+    attrs `parameter_scale`), log2 fold changes, log of the noise sigma per target.
     Works on the `posterior` and the `prior` group alike."""
     cols = {}
     flat = group.stack(sample=SAMPLE)
-    for name in group.attrs.get("estimated", [n for n in group.data_vars if group[n].dims == SAMPLE]):
+    estimated = list_attr(group, "estimated") or [n for n in group.data_vars if group[n].dims == SAMPLE]
+    petab_scale = dict(zip(estimated, list_attr(group, "parameter_scale")))
+    for name in estimated:
         x = flat[name].values
-        cols[f"logit {name}" if parameters.is_fraction(name) else f"log {name}"] = \
-            np.log(x) - np.log1p(-x) if parameters.is_fraction(name) else np.log(x)
+        scale = petab_scale.get(name) or ("logit" if parameters.is_fraction(name) else "log")
+        cols[name if scale == "lin" else f"{scale} {name}"] = AXES[scale](x)
     if "log2_fc" in group:
         fc = flat["log2_fc"]
         for line in fc["cell_line"].values:
@@ -168,7 +177,7 @@ def parameter_draws(group: xr.Dataset) -> pd.DataFrame:
 def contraction_table(posterior: xr.Dataset, prior: xr.Dataset) -> pd.DataFrame:
     """Per parameter: prior and posterior sd and the contraction 1 - var(posterior) / var(prior)
     (1: the data determine it; 0: the data say nothing about it)."""
-    prior = prior.assign_attrs(estimated=posterior.attrs.get("estimated", []))
+    prior = prior.assign_attrs({k: posterior.attrs[k] for k in ("estimated", "parameter_scale") if k in posterior.attrs})
     post, pri = parameter_draws(posterior), parameter_draws(prior)
     sd_post, sd_prior = post.std(ddof=1), pri[post.columns].std(ddof=1)
     return pd.DataFrame({"parameter": post.columns, "prior_sd": sd_prior.values, "posterior_sd": sd_post.values,
@@ -192,6 +201,8 @@ def most_correlated(draws: pd.DataFrame, k: int = 4) -> tuple[list[str], pd.Data
     """(the k parameters of the strongest posterior correlations, ranked, the correlation matrix):
     the pair with the largest |correlation| first, then the parameters most correlated with those."""
     corr = draws.corr()
+    if len(corr) < 2:
+        return list(corr.columns), corr
     a = np.abs(corr.to_numpy())
     np.fill_diagonal(a, -1.0)
     i, j = np.unravel_index(np.argmax(a), a.shape)
@@ -228,7 +239,7 @@ def plot_pairs(draws: pd.DataFrame, names: list[str], corr: pd.DataFrame):
 
 def plot_rank(idata: az.InferenceData):
     """Rank plots per chain (uniform when the chains mix) of the estimated parameters and the shifts."""
-    names = list(idata.posterior.attrs.get("estimated", [])) + [n for n in ("log2_fc", "sigma")
+    names = list_attr(idata.posterior, "estimated") + [n for n in ("log2_fc", "sigma")
                                                                  if n in idata.posterior]
     axes = az.plot_rank(idata, var_names=names, kind="vlines", show=False)
     fig = np.ravel(axes)[0].figure

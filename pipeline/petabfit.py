@@ -7,7 +7,8 @@ scale x = lower + (upper - lower) * sigmoid(u), so the bounds hold everywhere.
 
 Priors: the parameter table's `objectivePriorType` where given (parameterScaleUniform,
 parameterScaleNormal, parameterScaleLaplace, on the parameter scale within the bounds); where none is
-given, PEtab's default, uniform on the parameter scale within the bounds. The starts of the MAP fits
+given, PEtab's default, uniform on the parameter scale within the bounds. `prior_group` draws from exactly
+that prior (by inverse CDF within the bounds) for the report's prior-to-posterior contraction. The starts of the MAP fits
 are drawn uniformly on the parameter scale within the bounds, as pyPESTO does, or, with `map.start_sd`,
 normally around the parameter table's nominal values (that many units of u apart): on problems with
 bounds over many decades most uniform starts fail to solve.
@@ -24,9 +25,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+import scipy.stats
+import xarray as xr
 from jax.scipy import stats
 
-from pipeline import fit, petabproblem
+from pipeline import figures, fit, petabproblem
 from pipeline.problems import InputError, Problem as Issue
 
 PRIORS = ("parameterScaleUniform", "parameterScaleNormal", "parameterScaleLaplace")
@@ -139,7 +142,30 @@ def run_nuts(config: dict, map_result: dict, log: Callable[[str], None] = print)
     m = model(config)
     draws = fit.sample(m, config, map_result, (model, (config,)), log)
     idata = inference_data(m, draws, fit._key(config, fit.STAGE_OBSERVE))
+    idata.add_groups(prior=prior_group(m, fit._key(config, fit.STAGE_PRIOR)))
     return idata, fit.diagnostics(idata, draws, time.perf_counter() - t0)
+
+
+def prior_group(m: PetabModel, key, n: int = fit.PRIOR_DRAWS) -> xr.Dataset:
+    """n exact draws of the estimated parameters under their prior, as one chain labelled as in `posterior`
+    (linear scale): each parameter's prior on its parameter scale, truncated to its bounds, by inverse CDF."""
+    p = np.asarray(jax.random.uniform(key, (n, m.dim), minval=1e-12, maxval=1.0 - 1e-12))
+    x = np.empty_like(p)
+    for i in range(m.dim):
+        lo, hi = float(m.lower[i]), float(m.upper[i])
+        dist = (scipy.stats.uniform(lo, hi - lo), scipy.stats.norm(m.prior_loc[i], m.prior_scale[i]),
+                scipy.stats.laplace(m.prior_loc[i], m.prior_scale[i]))[m.prior_kind[i]]
+        a, b = dist.cdf(lo), dist.cdf(hi)
+        x[:, i] = np.clip(dist.ppf(a + p[:, i] * (b - a)), lo, hi)
+    values = np.asarray(petabproblem.from_scale(x, m.problem.scale[m.problem.estimated]))
+    data = {pid: (("chain", "draw"), values[None, :, i]) for i, pid in enumerate(m.coords)}
+    return xr.Dataset(data, coords={"chain": [0], "draw": np.arange(n)}, attrs=_attrs(m))
+
+
+def _attrs(m: PetabModel) -> dict:
+    """The estimated parameters and their PEtab parameter scales (the axis their prior lives on)."""
+    return {"petab_problem": m.problem.name, "estimated": list(m.coords),
+            "parameter_scale": [petabproblem.SCALES[s] for s in m.problem.scale[m.problem.estimated]]}
 
 
 def inference_data(m: PetabModel, draws, key) -> az.InferenceData:
@@ -167,7 +193,7 @@ def inference_data(m: PetabModel, draws, key) -> az.InferenceData:
     for group in ("posterior", "observed_data", "log_likelihood", "posterior_predictive"):
         setattr(idata, group, getattr(idata, group).assign_coords(labels))
     fit.add_chain_counts(idata, draws)
-    idata.posterior.attrs.update({"petab_problem": m.problem.name, "estimated": list(m.coords)})
+    idata.posterior.attrs.update(_attrs(m))
     return idata
 
 
@@ -211,7 +237,7 @@ def plot_predictive(idata: az.InferenceData):
 def summary_table(idata: az.InferenceData) -> pd.DataFrame:
     """Per estimated parameter: posterior median and 90 % interval on the linear scale."""
     rows = []
-    for pid in idata.posterior.attrs["estimated"]:
+    for pid in figures.list_attr(idata.posterior, "estimated"):
         v = idata.posterior[pid].values.ravel()
         rows.append({"parameter": pid, "median": float(np.median(v)), "ci90_low": float(np.quantile(v, 0.05)),
                      "ci90_high": float(np.quantile(v, 0.95)),

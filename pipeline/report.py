@@ -3,7 +3,9 @@ the same figures as PNG files in results/<analysis>/figures/.
 
 Read from the fit stage's outputs only: posterior.nc (posterior, prior, posterior_predictive,
 observed_data, constant_data, sample_stats), shifts.csv, diagnostics.json, and compare.csv when the
-config lists model variants.
+config lists model variants. For an imported PEtab problem (`petab:` in the config) the page has the same
+convergence, sampler and contraction sections, the parameter table (parameters.csv) instead of the
+mechanism shifts, and the predictive per observable and simulation.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ FIGURES = "figures"
 COLOURS = {diagnose.OK: "#1a7f37", diagnose.CAUTION: "#9a6700", diagnose.BAD: "#cf222e"}
 
 
-def inputs(results: Path) -> dict[str, Path]:
-    paths = {"posterior": results / "posterior.nc", "shifts": results / "shifts.csv",
+def inputs(results: Path, petab: bool = False) -> dict[str, Path]:
+    paths = {"posterior": results / "posterior.nc", "table": results / ("parameters.csv" if petab else "shifts.csv"),
              "diagnostics": results / "diagnostics.json"}
     missing = [Problem(str(p), "does not exist", fix="run the fit first (snakemake ... or make demo)")
                for p in paths.values() if not p.is_file()]
@@ -41,14 +43,16 @@ def inputs(results: Path) -> dict[str, Path]:
 def write(config: dict, results: str | Path) -> Path:
     """Write report.html and figures/*.png into `results` (each atomically); return the report's path."""
     results = Path(results)
-    paths = inputs(results)
+    petab = "petab" in config
+    paths = inputs(results, petab)
     idata = az.from_netcdf(paths["posterior"])
-    shifts = pd.read_csv(paths["shifts"])
+    table = pd.read_csv(paths["table"])
     diag = json.loads(paths["diagnostics"].read_text(encoding="utf-8"))
     comparison = results / "compare.csv"
     comparison = pd.read_csv(comparison) if comparison.is_file() else None
     facts = summaries(idata)
-    figs = build_figures(idata, shifts, config["summary"]["threshold_log2"], facts)
+    figs = (build_figures(idata, None, 0.0, facts) if petab else
+            build_figures(idata, table, config["summary"]["threshold_log2"], facts))
     pngs = {}
     with atomic_dir(results / FIGURES) as folder:
         for name, fig in figs.items():
@@ -57,7 +61,7 @@ def write(config: dict, results: str | Path) -> Path:
             plt.close(fig)
             pngs[name] = buf.getvalue()
             (folder / f"{name}.png").write_bytes(pngs[name])
-    page = render(config, idata, shifts, diag, pngs, comparison, facts)
+    page = render(config, idata, table, diag, pngs, comparison, facts)
     with atomic_path(results / "report.html") as tmp:
         tmp.write_text(page, encoding="utf-8")
     return results / "report.html"
@@ -74,14 +78,21 @@ def summaries(idata: az.InferenceData) -> dict:
     return {"draws": draws, "names": names, "corr": corr, "contraction": contraction}
 
 
-def build_figures(idata: az.InferenceData, shifts: pd.DataFrame, threshold_log2: float, facts: dict) -> dict:
-    """name -> matplotlib figure, in the order of the report; facts: `summaries(idata)`."""
-    pred, data = figures.predictive_table(idata), figures.data_table(idata)
-    out = {"shifts": figures.plot_shifts(shifts, threshold_log2)}
-    for line in sorted(pred[v.CELL_LINE].unique(), key=_line_order(idata)):
-        out[f"predictive_{line}"] = figures.plot_predictive(idata, line, pred, data)
+def build_figures(idata: az.InferenceData, shifts: pd.DataFrame | None, threshold_log2: float, facts: dict) -> dict:
+    """name -> matplotlib figure, in the order of the report; facts: `summaries(idata)`; shifts: None for a
+    PEtab problem."""
+    if shifts is None:
+        from pipeline import petabfit
+
+        out = {"predictive": petabfit.plot_predictive(idata)}
+    else:
+        pred, data = figures.predictive_table(idata), figures.data_table(idata)
+        out = {"shifts": figures.plot_shifts(shifts, threshold_log2)}
+        for line in sorted(pred[v.CELL_LINE].unique(), key=_line_order(idata)):
+            out[f"predictive_{line}"] = figures.plot_predictive(idata, line, pred, data)
     out["rank"] = figures.plot_rank(idata)
-    out["pairs"] = figures.plot_pairs(facts["draws"], facts["names"], facts["corr"])
+    if len(facts["names"]) > 1:
+        out["pairs"] = figures.plot_pairs(facts["draws"], facts["names"], facts["corr"])
     if facts["contraction"] is not None:
         out["contraction"] = figures.plot_contraction(facts["contraction"])
     return out
@@ -123,52 +134,22 @@ def dataset_summary(idata: az.InferenceData) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def render(config: dict, idata, shifts: pd.DataFrame, diag: dict, pngs: dict, comparison, facts: dict) -> str:
-    attrs = idata.constant_data.attrs
-    found = diagnose.checks(idata, diag, config["nuts"]["max_tree_depth"])
-    status, sentence = diagnose.verdict(found)
-    names, corr = facts["names"], facts["corr"]
+def render(config: dict, idata, table: pd.DataFrame, diag: dict, pngs: dict, comparison, facts: dict) -> str:
+    """The page; table: shifts.csv of a blot analysis, parameters.csv of a PEtab problem."""
+    petab = "petab" in config
     h = html.escape
-    parts = [f"<h1>{h(config['analysis'])}: which mechanisms changed in the resistant lines</h1>",
-             f"<p>{h(config.get('description', ''))}</p>",
-             "<h2>Dataset</h2>",
-             f"<p>{h(str(attrs.get('name', '')))}: {h(str(attrs.get('description', '')))} "
-             f"(source {h(str(attrs.get('source', '')))}); reference line <b>{h(str(attrs.get('reference_line')))}"
-             f"</b>; {idata.observed_data.sizes[v.DIM_MEASUREMENT]} bands.</p>",
-             _table(dataset_summary(idata)),
-             "<h2>Can the fit be trusted?</h2>",
-             f'<p class="verdict" style="border-color:{COLOURS[status]}"><b style="color:{COLOURS[status]}">'
-             f"{status.upper()}</b>: {h(sentence)}</p>",
-             "<table class='t'><tr><th>check</th><th>value</th><th>status</th><th>what it means</th></tr>"
-             + "".join(f"<tr><td>{h(c.name)}</td><td>{h(c.value)}</td><td style='color:{COLOURS[c.status]}'>"
-                       f"<b>{c.status}</b></td><td>{h(c.message)}</td></tr>" for c in found) + "</table>",
-             f"<p>{diag['chains']} chains x {diag['draws']} draws; {diag['gradient_evaluations']} gradient "
-             f"evaluations ({diag['mean_steps_per_iteration']:.1f} leapfrog steps per iteration); sampling took "
-             f"{diag['wall_s']:.0f} s; bulk ESS per second {diag['ess_bulk_per_s']:.3g}.</p>",
-             "<h2>Mechanism shifts per resistant line</h2>",
-             f"<p>prob_shift = posterior probability that the parameter changed more than "
-             f"{2 ** config['summary']['threshold_log2']:g}-fold (|log2 FC| &gt; {config['summary']['threshold_log2']:g})."
-             "</p>",
-             _img(pngs, "shifts", "Log2 fold change of each mechanism parameter, median and 90 % interval"),
-             _table(shifts),
-             "<h2>Posterior predictive against the blots</h2>",
-             "<p>Each band is divided by its blot's scale (per blot and target), so replicate blots share the "
-             "model's axis. Grey: 90 % posterior-predictive band; black: its median.</p>"]
-    parts += [_img(pngs, n, f"Posterior predictive, {n.removeprefix('predictive_')}") for n in pngs
-              if n.startswith("predictive_")]
-    parts += ["<h2>Sampler</h2>",
-              _img(pngs, "rank", "Rank plots per chain"),
-              f"<p>Strongest posterior correlation: <b>{h(names[0])}</b> and <b>{h(names[1])}</b>, "
-              f"r = {corr.loc[names[0], names[1]]:.2f}. Strong correlations (|r| &gt; 0.9) are sloppy directions: "
-              "the data fix a combination, not each parameter.</p>",
-              _img(pngs, "pairs", "Pair plot of the most correlated parameters")]
+    parts = _petab_head(config, idata, table, pngs) if petab else _blots_head(config, idata)
+    parts += _trust(config, idata, diag)
+    if not petab:
+        parts += _shifts_and_predictive(config, table, pngs)
+    parts += _sampler(pngs, facts)
     if "contraction" in pngs:
-        table = facts["contraction"]
-        weak = table[table["contraction"] < 0.5]["parameter"].tolist()
+        informed = facts["contraction"]
+        weak = informed[informed["contraction"] < 0.5]["parameter"].tolist()
         parts += ["<h2>What the data inform</h2>",
                   _img(pngs, "contraction", "Prior-to-posterior contraction per parameter"),
                   f"<p>Barely informed by the data (contraction &lt; 0.5): {h(', '.join(weak) or 'none')}.</p>",
-                  _table(table)]
+                  _table(informed)]
     if comparison is not None:
         parts += ["<h2>Model comparison (PSIS-LOO)</h2>", comparison_html(comparison)]
     style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
@@ -178,6 +159,86 @@ def render(config: dict, idata, shifts: pd.DataFrame, diag: dict, pngs: dict, co
              "figcaption{font-size:0.8em;color:#555}")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{h(config['analysis'])} report</title>"
             f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
+
+
+def _blots_head(config: dict, idata) -> list[str]:
+    attrs = idata.constant_data.attrs
+    h = html.escape
+    return [f"<h1>{h(config['analysis'])}: which mechanisms changed in the resistant lines</h1>",
+            f"<p>{h(config.get('description', ''))}</p>",
+            "<h2>Dataset</h2>",
+            f"<p>{h(str(attrs.get('name', '')))}: {h(str(attrs.get('description', '')))} "
+            f"(source {h(str(attrs.get('source', '')))}); reference line <b>{h(str(attrs.get('reference_line')))}"
+            f"</b>; {idata.observed_data.sizes[v.DIM_MEASUREMENT]} bands.</p>",
+            _table(dataset_summary(idata))]
+
+
+def _petab_head(config: dict, idata, parameters: pd.DataFrame, pngs: dict) -> list[str]:
+    h = html.escape
+    return [f"<h1>{h(config['analysis'])}: PEtab problem {h(str(idata.posterior.attrs.get('petab_problem', '')))}"
+            "</h1>", f"<p>{h(config.get('description', ''))}</p>",
+            "<h2>Dataset</h2>", f"<p>{h(str(config['petab']))}: "
+            f"{idata.observed_data.sizes['measurement']} measurements.</p>", _table(petab_dataset_summary(idata)),
+            "<h2>Parameters</h2>",
+            "<p>Posterior median and 90 % interval of each estimated parameter (linear scale).</p>",
+            _table(parameters),
+            "<h2>Posterior predictive against the data</h2>",
+            _img(pngs, "predictive", "Posterior predictive per observable and simulation")]
+
+
+def _trust(config: dict, idata, diag: dict) -> list[str]:
+    found = diagnose.checks(idata, diag, config["nuts"]["max_tree_depth"])
+    status, sentence = diagnose.verdict(found)
+    h = html.escape
+    return ["<h2>Can the fit be trusted?</h2>",
+            f'<p class="verdict" style="border-color:{COLOURS[status]}"><b style="color:{COLOURS[status]}">'
+            f"{status.upper()}</b>: {h(sentence)}</p>",
+            "<table class='t'><tr><th>check</th><th>value</th><th>status</th><th>what it means</th></tr>"
+            + "".join(f"<tr><td>{h(c.name)}</td><td>{h(c.value)}</td><td style='color:{COLOURS[c.status]}'>"
+                      f"<b>{c.status}</b></td><td>{h(c.message)}</td></tr>" for c in found) + "</table>",
+            f"<p>{diag['chains']} chains x {diag['draws']} draws; {diag['gradient_evaluations']} gradient "
+            f"evaluations ({diag['mean_steps_per_iteration']:.1f} leapfrog steps per iteration); sampling took "
+            f"{diag['wall_s']:.0f} s; bulk ESS per second {diag['ess_bulk_per_s']:.3g}.</p>"]
+
+
+def _shifts_and_predictive(config: dict, shifts: pd.DataFrame, pngs: dict) -> list[str]:
+    threshold = config["summary"]["threshold_log2"]
+    parts = ["<h2>Mechanism shifts per resistant line</h2>",
+             f"<p>prob_shift = posterior probability that the parameter changed more than "
+             f"{2 ** threshold:g}-fold (|log2 FC| &gt; {threshold:g}).</p>",
+             _img(pngs, "shifts", "Log2 fold change of each mechanism parameter, median and 90 % interval"),
+             _table(shifts),
+             "<h2>Posterior predictive against the blots</h2>",
+             "<p>Each band is divided by its blot's scale (per blot and target), so replicate blots share the "
+             "model's axis. Grey: 90 % posterior-predictive band; black: its median.</p>"]
+    return parts + [_img(pngs, n, f"Posterior predictive, {n.removeprefix('predictive_')}") for n in pngs
+                    if n.startswith("predictive_")]
+
+
+def _sampler(pngs: dict, facts: dict) -> list[str]:
+    names, corr = facts["names"], facts["corr"]
+    h = html.escape
+    if "pairs" not in pngs:  # one parameter
+        return ["<h2>Sampler</h2>", _img(pngs, "rank", "Rank plots per chain")]
+    return ["<h2>Sampler</h2>",
+            _img(pngs, "rank", "Rank plots per chain"),
+            f"<p>Strongest posterior correlation: <b>{h(names[0])}</b> and <b>{h(names[1])}</b>, "
+            f"r = {corr.loc[names[0], names[1]]:.2f}. Strong correlations (|r| &gt; 0.9) are sloppy directions: "
+            "the data fix a combination, not each parameter.</p>",
+            _img(pngs, "pairs", "Pair plot of the most correlated parameters")]
+
+
+def petab_dataset_summary(idata: az.InferenceData) -> pd.DataFrame:
+    """Per observable of a PEtab problem: measurements, simulations (pre-equilibration -> condition) and times."""
+    obs = idata.observed_data
+    rows = []
+    for o in dict.fromkeys(obs["observableId"].values):
+        here = obs["observableId"].values == o
+        times = obs["time"].values[here]
+        rows.append({"observable": o, "measurements": int(here.sum()),
+                     "simulations": len(set(obs["simulation"].values[here])),
+                     "time points": len(set(times)), "time range": f"{times.min():g} to {times.max():g}"})
+    return pd.DataFrame(rows)
 
 
 def comparison_html(comparison: pd.DataFrame) -> str:

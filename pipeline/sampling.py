@@ -124,7 +124,9 @@ class Sampler:
     def _one(self, key, init):
         t0 = time.perf_counter()
         self.counter.take()
-        self.mcmc.warmup(key, self.log_y, init_params={SITE: init}, extra_fields=("num_steps",), collect_warmup=True)
+        # warmup collects the same fields as sampling: with the progress bar on and warmup == samples, numpyro's
+        # compiled iteration then serves both phases (one compile of the NUTS kernel instead of two)
+        self.mcmc.warmup(key, self.log_y, init_params={SITE: init}, extra_fields=FIELDS, collect_warmup=True)
         warm_steps = np.asarray(self.mcmc.get_extra_fields(group_by_chain=True)["num_steps"]).sum(axis=1)
         fail_warm = self.counter.take()
         t1 = time.perf_counter()

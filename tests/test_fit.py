@@ -18,7 +18,7 @@ from pipeline import cli, config, dataset, fit, ingest
 
 ONE_SHIFT = Path(__file__).parent / "data" / "one_shift"
 PLANTED_LOG2 = np.log2(30.0)
-CHAINS, WARMUP, SAMPLES = 2, 75, 75
+CHAINS, WARMUP, SAMPLES = 2, 100, 100  # warmup == samples: one compile of the NUTS kernel
 
 CONFIG = {
     "analysis": "one_shift",

@@ -208,7 +208,7 @@ def test_fit_of_a_petab_problem_recovers_planted_values(tmp_path, capsys):
     own quantiles."""
     import arviz as az
 
-    from pipeline import petabfit
+    from pipeline import figures, petabfit
 
     problem = write_problem(tmp_path / "problem", planted=True)
     cfg = tmp_path / "toy.yaml"
@@ -221,10 +221,10 @@ def test_fit_of_a_petab_problem_recovers_planted_values(tmp_path, capsys):
     truth = {k: v for k, (_, v) in ESTIMATED.items()}
     for k, v in fits[0]["parameters"].items():
         assert abs(math.log(v / truth[k])) < 0.3, (k, v, truth[k])
-    assert cli.main(["fit-nuts", str(cfg), "--map", str(out / "map.json"), "--posterior", str(out / "p.nc"),
+    assert cli.main(["fit-nuts", str(cfg), "--map", str(out / "map.json"), "--posterior", str(out / "posterior.nc"),
                      "--shifts", str(out / "parameters.csv"), "--plot", str(out / "predictive.png"),
                      "--diagnostics", str(out / "diagnostics.json")]) == 0
-    idata = az.from_netcdf(out / "p.nc")
+    idata = az.from_netcdf(out / "posterior.nc")
     for k, v in truth.items():
         draws = idata.posterior[k].values.ravel()
         assert abs(np.median(draws) - v) < 4 * draws.std(), (k, np.median(draws), v)
@@ -239,6 +239,17 @@ def test_fit_of_a_petab_problem_recovers_planted_values(tmp_path, capsys):
     rep = idata.posterior_predictive["y"].stack(sample=("chain", "draw")).values[rows]
     np.testing.assert_allclose(line.get_ydata(), np.median(rep, axis=1))
     assert (out / "predictive.png").stat().st_size > 10_000
+    # the report stage on the PEtab fit; its contraction from the prior group: s_gel1 is uniform on log10
+    # within [-2, 2] (prior sd 4 / sqrt(12))
+    assert cli.main(["report", "toy", "--config", str(cfg), "--results", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    for heading in ("Dataset", "Parameters", "Posterior predictive against the data", "Can the fit be trusted?",
+                    "Sampler", "What the data inform"):
+        assert f"<h2>{heading}</h2>" in page, heading
+    row = figures.contraction_table(idata.posterior, idata.prior).set_index("parameter").loc["log10 s_gel1"]
+    assert row["prior_sd"] == pytest.approx(4 / math.sqrt(12), rel=0.05)
+    post_sd = np.log10(idata.posterior["s_gel1"].values.ravel()).std(ddof=1)
+    assert row["contraction"] == pytest.approx(1 - (post_sd / row["prior_sd"]) ** 2) and row["contraction"] > 0.9
 
 
 
@@ -261,3 +272,28 @@ def test_map_starts_are_uniform_within_the_bounds_or_around_the_nominal_values(t
             u = np.log(frac) - np.log1p(-frac)
             np.testing.assert_allclose(np.mean(u, axis=0), np.log(nominal) - np.log1p(-nominal), atol=0.01)
             np.testing.assert_allclose(np.std(u, axis=0), start_sd, rtol=0.05)
+
+
+def test_prior_group_draws_the_parameter_tables_priors_within_the_bounds(toy):
+    """The report's `prior` group: PEtab's parameterScaleNormal and parameterScaleLaplace truncated to the
+    bounds and the default uniform, each on its parameter scale, against scipy's CDFs (Kolmogorov-Smirnov)."""
+    import scipy.stats
+
+    from pipeline import petabfit
+
+    m = petabfit.PetabModel(toy, petabproblem.Solver())
+    # u_high (lin, 0..20): normal(3, 5); Y_start (log, ln 0.01..ln 100): laplace(1, 0.5); the rest uniform
+    m.prior_kind, m.prior_loc, m.prior_scale = np.array([1, 2, 0, 0, 0]), np.array([3.0, 1.0, 0, 0, 0]), \
+        np.array([5.0, 0.5, 1, 1, 1])
+    prior = petabfit.prior_group(m, jax.random.PRNGKey(1), n=4000)
+    assert prior["u_high"].dims == ("chain", "draw") and list(prior.attrs["parameter_scale"])[:3] == \
+        ["lin", "log", "log10"]
+    lo, hi = np.log(1e-2), np.log(1e2)
+    laplace = scipy.stats.laplace(1.0, 0.5)
+    cdfs = {"u_high": (lambda x: x, scipy.stats.truncnorm(-3 / 5, 17 / 5, 3.0, 5.0).cdf),
+            "Y_start": (np.log, lambda x: (laplace.cdf(x) - laplace.cdf(lo)) / (laplace.cdf(hi) - laplace.cdf(lo))),
+            "s_gel1": (np.log10, scipy.stats.uniform(-2, 4).cdf), "s_gel2": (np.log, scipy.stats.uniform(lo, hi - lo).cdf)}
+    for name, (to_scale, cdf) in cdfs.items():
+        assert scipy.stats.kstest(to_scale(prior[name].values.ravel()), cdf).pvalue > 1e-3, name
+    # an untruncated normal would put 27 % of u_high below its lower bound 0
+    assert prior["u_high"].values.min() >= 0.0

@@ -40,7 +40,7 @@ def test_a_petab_config_plans_the_petab_stages(tmp_path):
                     "--directory", str(ROOT), "--nolock", cwd=ROOT)
     assert run.returncode == 0, run.stdout + run.stderr
     planned = {line.split()[1].rstrip(":") for line in run.stdout.splitlines() if line.startswith(("rule ", "localrule "))}
-    assert planned == {"fit_map", "fit_nuts", "all"}
+    assert planned == {"fit_map", "fit_nuts", "report", "all"}
 
 
 def test_model_variants_are_fitted_compared_and_reported(tmp_path):

@@ -1,10 +1,9 @@
 # The stages of a blot dataset (`dataset:` in the config): ingest -> simulate -> fit_map -> fit_nuts
 # (-> the same two per model variant -> compare) -> report.
-import os
-
 DATASET = config["dataset"]
 VARIANTS = [x["name"] for x in config.get("variants", [])]
 COMPARE = [f"{RESULTS}/compare.csv"] if VARIANTS else []
+TABLE = f"{RESULTS}/shifts.csv"  # the report's table
 
 
 TARGETS = [f"{RESULTS}/data.nc", f"{RESULTS}/simulation.nc", f"{RESULTS}/posterior.nc", f"{RESULTS}/shifts.csv",
@@ -118,24 +117,3 @@ rule compare:
         "../environment.yml"
     shell:
         "python -m pipeline compare {params.pairs} --out {output} > {log} 2>&1"
-
-
-rule report:
-    input:
-        config=CONFIG,
-        posterior=f"{RESULTS}/posterior.nc",
-        shifts=f"{RESULTS}/shifts.csv",
-        diagnostics=f"{RESULTS}/diagnostics.json",
-        compare=COMPARE,
-    output:
-        report=f"{RESULTS}/report.html",
-        figures=directory(f"{RESULTS}/figures"),
-    params:
-        analysis=ANALYSIS,
-        results=lambda w, output: os.path.dirname(output.report),
-    log:
-        f"{LOGS}/report.log",
-    conda:
-        "../environment.yml"
-    shell:
-        "python -m pipeline report {params.analysis} --config {input.config} --results {params.results} > {log} 2>&1"

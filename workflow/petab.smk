@@ -1,8 +1,10 @@
-# The stages of an imported PEtab problem (`petab:` in the config): fit_map -> fit_nuts.
+# The stages of an imported PEtab problem (`petab:` in the config): fit_map -> fit_nuts -> report.
 PROBLEM = config["petab"]
+COMPARE = []
+TABLE = f"{RESULTS}/parameters.csv"  # the report's table
 
 
-TARGETS = [f"{RESULTS}/posterior.nc", f"{RESULTS}/predictive.png"]  # rule all in the Snakefile
+TARGETS = [f"{RESULTS}/posterior.nc", f"{RESULTS}/predictive.png", f"{RESULTS}/report.html"]  # rule all in the Snakefile
 
 
 rule fit_map:
@@ -37,3 +39,4 @@ rule fit_nuts:
     shell:
         "python -m pipeline fit-nuts {input.config} --map {input.map} --posterior {output.posterior} "
         "--shifts {output.parameters} --plot {output.plot} --diagnostics {output.diagnostics} > {log} 2>&1"
+
