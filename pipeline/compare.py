@@ -27,10 +27,11 @@ def compare(posteriors: dict[str, str | Path | az.InferenceData]) -> pd.DataFram
     if len(idatas) < 2:
         raise InputError([Problem("compare", f"got {len(idatas)} variant", fix="give two variants or more")])
     _same_data(idatas, posteriors)
-    table = az.compare(idatas, ic="loo", method="stacking", scale="log")
+    loos = {name: az.loo(idata, pointwise=True, scale="log") for name, idata in idatas.items()}  # once each
+    table = az.compare(loos, ic="loo", method="stacking", scale="log")
     rows = []
     for name, r in table.iterrows():
-        loo = az.loo(idatas[name], pointwise=True)
+        loo = loos[name]
         k = np.asarray(loo.pareto_k)
         threshold = float(getattr(loo, "good_k", 0.7))
         rows.append({"variant": name, "rank": int(r["rank"]) + 1, "elpd_loo": float(r["elpd_loo"]),

@@ -51,8 +51,7 @@ def write(config: dict, results: str | Path) -> Path:
     comparison = results / "compare.csv"
     comparison = pd.read_csv(comparison) if comparison.is_file() else None
     facts = summaries(idata)
-    figs = (build_figures(idata, None, 0.0, facts) if petab else
-            build_figures(idata, table, config["summary"]["threshold_log2"], facts))
+    figs = build_figures(idata, None if petab else table, config["summary"]["threshold_log2"], facts)
     pngs = {}
     with atomic_dir(results / FIGURES) as folder:
         for name, fig in figs.items():

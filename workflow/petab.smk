@@ -39,4 +39,3 @@ rule fit_nuts:
     shell:
         "python -m pipeline fit-nuts {input.config} --map {input.map} --posterior {output.posterior} "
         "--shifts {output.parameters} --plot {output.plot} --diagnostics {output.diagnostics} > {log} 2>&1"
-
