@@ -5,9 +5,10 @@
     python benchmarks/sbc.py --merge sbc0.json sbc1.json                                    # the two shards' summary
 
 Each replicate i simulates the design of tests/data/specs/one_shift.yaml (parental + resistant line,
-IGF-1, MK-2206 0 and 1 uM, three targets, two replicates, sigma 0.1) with
-- the estimated parameters of the fit config (tests/test_fit.py's: kd_T, IC50_MK2206) drawn from
-  their priors,
+IGF-1, MK-2206 0 and 3 uM, three targets, two replicates, sigma 0.1) with
+- the estimated parameters of the fit config (tests/test_fit.py's: kd_T, IC50_MK2206, and X, which
+  symmetric lines estimate because pim_parallel_kinase may shift it) drawn from their priors, the other
+  parameters at the table's values (the spec's off-table values and its null line are replaced),
 - one planted mechanism, drawn uniformly from the config's shift mechanisms (akt_allosteric_binding,
   pim_parallel_kinase), shifted up by a log2 fold change drawn from U(2, 5); the other one is unshifted,
 - a fresh seed for blot scales, loadings and noise,
@@ -38,7 +39,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from test_fit import CONFIG  # noqa: E402  (the CI fit's config: one source of truth for the design)
 
 from pipeline import config as config_mod  # noqa: E402
-from pipeline import dataset, design, fit, ingest, mapfit, parameters, sampling, synthetic  # noqa: E402
+from pipeline import dataset, design, fit, ingest, mapfit, parameters, sampling, synthetic, variant  # noqa: E402
 
 SPEC = ROOT / "tests" / "data" / "specs" / "one_shift.yaml"
 
@@ -47,8 +48,9 @@ def replicate_spec(base: dict, i: int, rng: np.random.Generator, cfg: dict) -> t
     spec = json.loads(json.dumps(base))
     table = parameters.table()
     drawn = {}
-    for name in cfg["model"]["estimate"]:
+    for name in variant.estimated(cfg):  # the design gives one dose per drug: no Hill slope is estimated
         row = table.loc[name]
+        assert row["prior"] == "lognormal", name
         drawn[name] = float(row["value"] * 10 ** (row["sigma_log10"] * rng.normal()))
     mechanism = str(rng.choice(cfg["model"]["shift_mechanisms"]))
     log2_fc = float(rng.uniform(2.0, 5.0))

@@ -10,6 +10,7 @@ import copy
 from pathlib import Path
 
 from pipeline import parameters
+from pipeline.variant import shiftable
 from pipeline.problems import InputError, Problem, display_path, one_of
 from pipeline.yamlschema import SCHEMA_DIR, read_yaml, validate
 
@@ -70,7 +71,10 @@ def _check_variants(config: dict, shown: str) -> list[Problem]:
     for i, x in enumerate(config["variants"]):
         if names.count(x["name"]) > 1:
             continue
-        own = lambda key: key.startswith("model.") and key.split(".")[1] in x["model"]  # noqa: E731 (not the base's)
+        changed = set(x["model"])
+        if changed & {"shift_mechanisms", "asymmetric_shifts"}:
+            changed.add("fixed")  # a fixed parameter of the base that the variant shifts
+        own = lambda key: key.startswith("model.") and key.split(".")[1] in changed  # noqa: E731 (not the base's)
         problems += [Problem(p.file, p.message, key=f"variants[{i}].{p.key}", value=p.value, fix=p.fix)
                      for p in _check_names(variant(config, x["name"]), shown) if own(p.key)]
     return problems
@@ -96,4 +100,13 @@ def _check_names(config: dict, shown: str) -> list[Problem]:
     for name in sorted(set(model["estimate"] or []) & set(model["fixed"])):
         problems.append(Problem(shown, "is both estimated and fixed", key="model.estimate", value=name,
                                 fix="remove it from one of model.estimate and model.fixed"))
+    if not model["asymmetric_shifts"]:
+        for mechanism, name in shiftable(config):
+            if name in model["fixed"]:
+                problems.append(Problem(
+                    shown, f"is fixed, but mechanism {mechanism} shifts it: fixed in the reference line alone, the "
+                    "other lines' shifts would absorb any error of its value (a false call)",
+                    key=f"model.fixed.{name}", value=model["fixed"][name],
+                    fix=f"remove it from model.fixed (it is then estimated in every line), drop {mechanism} from "
+                        "model.shift_mechanisms, or set model.asymmetric_shifts: true if the value is known"))
     return problems

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline import vocabulary as v
+from pipeline.drugs import HOW_TO_ADD
 from pipeline.problems import WARNING, InputError, Problem, display_path, errors, one_of
 from pipeline.yamlschema import read_yaml, validate
 
@@ -250,7 +251,7 @@ def _check_conditions(path: Path) -> tuple[pd.DataFrame | None, tuple[str, ...],
     def unknown_fix(name: str) -> str:
         if name.endswith(v.DOSE_SUFFIX):
             return f"'{name[:-len(v.DOSE_SUFFIX)]}' is not a known drug: " + \
-                one_of([v.dose_column(d) for d in v.DRUGS], name)
+                one_of([v.dose_column(d) for d in v.DRUGS], name, limit=len(v.DRUGS)) + f"; {HOW_TO_ADD}"
         guess = one_of(sorted(allowed), name).partition(" (did you mean")[1:]
         return one_of(list(v.CONDITION_COLUMNS) + [v.dose_column("<drug>")]) + "".join(guess) + \
             f"; drugs: {', '.join(v.DRUGS)}; doses are in uM"

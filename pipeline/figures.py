@@ -144,6 +144,35 @@ def plot_shifts(shifts: pd.DataFrame, threshold_log2: float):
     return fig
 
 
+# ---- misfit per read-out --------------------------------------------------------------------------------
+def plot_misfit(table: pd.DataFrame, threshold: float):
+    """-log10 of each read-out's posterior-predictive p-value (`misfit.check`'s table), a column of points
+    per cell line; the flag threshold dashed and its Bonferroni version (threshold / read-outs) dotted;
+    flagged read-outs red and labelled (condition, target)."""
+    lines = sorted(table[v.CELL_LINE].unique())
+    fig, ax = plt.subplots(figsize=(1.6 * len(lines) + 3.5, 3.6))
+    score = -np.log10(np.maximum(table["p_value"].to_numpy(float), 1e-300))
+    jitter = np.random.default_rng(0).uniform(-0.25, 0.25, len(table))
+    x = np.array([lines.index(line) for line in table[v.CELL_LINE]]) + jitter
+    flagged = table["flagged"].to_numpy(bool)
+    ax.plot(x[~flagged], score[~flagged], "o", ms=4, color="0.5", gid="readouts")
+    ax.plot(x[flagged], score[flagged], "o", ms=5, color="tab:red", gid="flagged")
+    for xi, yi, (_, r) in zip(x[flagged], score[flagged], table[flagged].iterrows()):
+        ax.annotate(f"{r[v.CONDITION_ID]}\n{r[v.TARGET]}", (xi, yi), fontsize=6, xytext=(4, 0),
+                    textcoords="offset points", va="center")
+    ax.axhline(-np.log10(threshold), color="tab:red", ls="--", lw=1, label=f"p = {threshold:g} (flag)")
+    ax.axhline(-np.log10(threshold / len(table)), color="0.3", ls=":", lw=1,
+               label=f"p = {threshold:g} / {len(table)} (Bonferroni)")
+    ax.set_xticks(range(len(lines)), lines, fontsize=8)
+    ax.set_xlim(-0.5, len(lines) - 0.2)
+    ax.set_ylim(0, 1.12 * max(float(score.max()), -np.log10(threshold / len(table))) + 0.3)
+    ax.set_ylabel("-log10 posterior-predictive p", fontsize=8)
+    ax.set_title("Misfit per read-out (condition x target): higher is worse", fontsize=9)
+    ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
 # ---- parameters: one flat table of draws ---------------------------------------------------------------
 def list_attr(group: xr.Dataset, name: str) -> list[str]:
     """A list-of-strings attribute (e.g. `estimated`); netCDF gives a one-element list back as a string."""

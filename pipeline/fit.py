@@ -39,6 +39,8 @@ def _key(config: dict, stage: int):
 # ---- MAP ---------------------------------------------------------------------------------------------
 def run_map(config: dict, ds: xr.Dataset, log: Callable[[str], None] = print) -> dict:
     m = model(config, ds)
+    log(f"estimated in every line ({len(m.estimated)}): {', '.join(m.estimated)}; shiftable per non-reference "
+        f"line ({len(m.shift_params)}): {', '.join(p for _, p in m.shift_params) or 'none'}")
     named = jax.jit(m.named)
     return map_fits(m, config, lambda u: _named_json(m, named(u)), log)
 

@@ -1,6 +1,7 @@
 """The PI3K-AKT-mTOR / RAS-MAPK feedback network (model-spec.md sections 1-3 and 5).
 
-Pure array functions: `occupancies` (drug doses -> target occupancies, section 2),
+Pure array functions: `occupancies` (drug doses -> site occupancies, section 2; which drug binds which
+site is the table `pipeline/data/drugs.csv`, see `pipeline.drugs`),
 `vector_field(t, y, args)` (the rate equations of section 3, in diffrax's
 signature) and `observables` (section 5). The vector field knows nothing about
 solvers, tolerances or protocols; see `pipeline.simulate` for those.
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from pipeline import parameters
+from pipeline import drugs, parameters
 from pipeline.vocabulary import DRUGS, STIMULI, TARGETS
 
 STATES = (
@@ -23,21 +24,11 @@ STATES = (
 FRACTION_STATES = tuple(s for s in STATES if s not in ("R", "IRS", "G"))  # spec section 1: in [0, 1]
 IDX = {name: i for i, name in enumerate(STATES)}
 
-# drug target occupancies (spec section 2); AZD8055 blocks both mTOR complexes, RapaLink-1 has two sites
+# drug binding sites (spec section 2), the rate equations' own; `pipeline/data/drugs.csv` maps drugs onto them
 OCCUPANCIES = ("alp", "MK", "ipa", "rap", "TK1", "TK2", "RL1", "RL2", "tram", "PIMi")
-DRUG_SITES = (  # (occupancy, drug, IC50 parameter, Hill parameter)
-    ("alp", "alpelisib", "IC50_alpelisib", "h_alpelisib"),
-    ("MK", "MK2206", "IC50_MK2206", "h_MK2206"),
-    ("ipa", "ipatasertib", "IC50_ipatasertib", "h_ipatasertib"),
-    ("rap", "everolimus", "IC50_everolimus", "h_everolimus"),
-    ("TK1", "AZD8055", "IC50_AZD8055", "h_AZD8055"),
-    ("TK2", "AZD8055", "IC50_AZD8055", "h_AZD8055"),
-    ("RL1", "RapaLink1", "IC50_RapaLink1_C1", "h_RapaLink1"),
-    ("RL2", "RapaLink1", "IC50_RapaLink1_C2", "h_RapaLink1"),
-    ("tram", "trametinib", "IC50_trametinib", "h_trametinib"),
-    ("PIMi", "AZD1208", "IC50_AZD1208", "h_AZD1208"),
-)
-assert tuple(s[0] for s in DRUG_SITES) == OCCUPANCIES
+drugs.check_sites(OCCUPANCIES)
+DRUG_SITES = tuple((b.site, b.drug, b.ic50, b.hill) for b in drugs.bindings())
+"""(occupancy, drug, IC50 parameter, Hill parameter) of each row of drugs.csv."""
 
 STIMULUS_STRENGTH = {s: f"s_{s}" for s in STIMULI if s != "none"}  # L = L_b + s_<stimulus> after the stimulus
 
@@ -70,14 +61,26 @@ def as_dict(values) -> dict:
 
 
 def occupancies(p: dict, doses_uM) -> jnp.ndarray:
-    """Quasi-steady-state Hill occupancy `D^h / (D^h + IC50^h)` per drug site; `doses_uM` in `DRUGS` order."""
+    """Quasi-steady-state occupancy of each site (`OCCUPANCIES` order); `doses_uM` in `DRUGS` order.
+
+    The drugs on one site compete: theta = sum_i r_i / (1 + sum_i r_i) with r_i = (D_i / IC50_i)^h_i,
+    which for one drug is the Hill occupancy D^h / (D^h + IC50^h). A site no drug binds stays at 0.
+    """
     doses = jnp.asarray(doses_uM)
     out = []
-    for _, drug, ic50, hill in DRUG_SITES:
-        d = doses[DRUGS.index(drug)]
-        ratio = (jnp.maximum(d, 0.0) / p[ic50]) ** p[hill]
-        out.append(ratio / (1.0 + ratio))
+    for site in OCCUPANCIES:
+        r = sum((dose_ratio(doses[DRUGS.index(drug)], p[ic50], p[hill])
+                 for occ, drug, ic50, hill in DRUG_SITES if occ == site), jnp.zeros(()))
+        out.append(r / (1.0 + r))
     return jnp.stack(out)
+
+
+def dose_ratio(dose, ic50, hill):
+    """(D / IC50)^h, 0 at D <= 0, with finite derivatives there in h and IC50 too (d/dh 0^h = 0^h log 0 is NaN:
+    both `where`s keep the log away from 0)."""
+    positive = dose > 0
+    safe = jnp.where(positive, dose, 1.0)
+    return jnp.where(positive, jnp.exp(hill * (jnp.log(safe) - jnp.log(ic50))), 0.0)
 
 
 def vector_field(t, y, args):

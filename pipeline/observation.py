@@ -11,10 +11,19 @@ density of y itself). The profile (best) log scale of a group is mean_g r.
 
 from __future__ import annotations
 
+import functools
+from typing import Callable, NamedTuple
+
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.scipy import stats
+from jax.scipy.special import gammaln
 
 jax.config.update("jax_enable_x64", True)  # float64 everywhere (as in pipeline.simulate)
+
+NOISES = ("lognormal", "student_t")  # `model.noise` in the config
+_TINY = 1e-300  # floor of a denominator (an empty group)
 
 
 def marginal_log_likelihood(log_pred, log_y, group, sigma, n_groups: int):
@@ -48,3 +57,143 @@ def draw_log_scales(key, log_pred, log_y, group, sigma, n_groups: int):
     n = jnp.maximum(jax.ops.segment_sum(jnp.ones_like(log_y), group, n_groups), 1.0)
     sigma_g = jax.ops.segment_max(sigma, group, n_groups)
     return mean + sigma_g / jnp.sqrt(n) * jax.random.normal(key, mean.shape)
+
+
+# ---- Student-t noise: eps ~ t(nu, 0, sigma) on log y (model-spec.md section 5) --------------------------
+#
+# The scale integral of a group, int prod_i t(r_i - a; nu, sigma_i) da over its log scale a, has no closed
+# form. It is one-dimensional per group, so it is done by quadrature: a = c_g + b_g tan(pi s / 2) maps the
+# whole line onto s in (-1, 1), where N_NODES Gauss-Legendre nodes integrate it (the integrand's polynomial
+# tails become a smooth (1 - s)^(n (nu + 1) - 2) there, so nothing beyond a finite window is lost). The nodes
+# sit at the group's mode c_g (EM steps of the t location from the mean residual, so that an outlier does not
+# pull them off the bulk of the bands) with b_g = WIDTH / sqrt(sum_i w_i / sigma_i^2), WIDTH times the width
+# of the mode (w_i: the EM weights), wide enough for a second mode at outliers in a small group. c_g and b_g
+# are held out of the gradient (the integral does not depend on them), so the gradient is the same quadrature
+# of the integrand's derivative. Measured against scipy.integrate.quad (tests/test_noise.py): error < 1e-13
+# on groups of 5-30 bands with an outlier 5-15 sigma away (nu = 4); up to 1e-5 on groups of 1-4 bands with
+# several such outliers (nu 1-10), where the integrand has well-separated modes.
+
+N_NODES = 128  # Gauss-Legendre nodes per group
+WIDTH = 4.0  # node spread in widths of the mode
+N_GRID = 1024  # cells of the inverse-CDF grid of the scale draws
+EM_STEPS = 30  # EM steps to the mode of each group's log-scale integrand
+_S, _W = np.polynomial.legendre.leggauss(N_NODES)
+_X = np.tan(np.pi * _S / 2)
+_LOG_W = np.log(_W) + np.log(np.pi / 2) + np.log1p(_X**2)  # node weights times da/ds (b_g apart)
+_S_GRID = -1.0 + (np.arange(N_GRID) + 0.5) * 2.0 / N_GRID  # cell midpoints on (-1, 1)
+_X_GRID = np.tan(np.pi * _S_GRID / 2)
+_LOG_DX_GRID = np.log(np.pi / 2) + np.log1p(_X_GRID**2) + np.log(2.0 / N_GRID)
+
+
+def student_t_logpdf(x, sigma, df):
+    """log density of x ~ t(df, 0, sigma)."""
+    return (gammaln((df + 1) / 2) - gammaln(df / 2) - 0.5 * jnp.log(df * jnp.pi) - jnp.log(sigma)
+            - 0.5 * (df + 1) * jnp.log1p((x / sigma) ** 2 / df))
+
+
+def _t_nodes(r, group, sigma, n_groups: int, df):
+    """(centre c_g, width b_g, n_g) of every group's quadrature, outside the gradient."""
+    r, sigma = jax.lax.stop_gradient(r), jax.lax.stop_gradient(sigma)
+    prec = 1.0 / sigma**2
+    n = jax.ops.segment_sum(jnp.ones_like(r), group, n_groups)
+    total = jnp.maximum(jax.ops.segment_sum(prec, group, n_groups), _TINY)
+    centre = jax.ops.segment_sum(r * prec, group, n_groups) / total
+
+    def weights(c):
+        return (df + 1) / (df + (r - c[group]) ** 2 * prec) * prec
+
+    def em(_, c):
+        w = weights(c)
+        return jax.ops.segment_sum(w * r, group, n_groups) / jnp.maximum(jax.ops.segment_sum(w, group, n_groups), _TINY)
+
+    centre = jax.lax.fori_loop(0, EM_STEPS, em, centre)
+    width = WIDTH / jnp.sqrt(jnp.maximum(jax.ops.segment_sum(weights(centre), group, n_groups), _TINY))
+    return centre, width, n
+
+
+def _t_log_integrand(r, group, sigma, n_groups: int, df, a):
+    """log prod_{i in g} t(r_i - a_g; df, sigma_i) for a: [G, K] log scales, -> [G, K]."""
+    per_band = student_t_logpdf(r[:, None] - a[group], sigma[:, None], df)
+    return jax.ops.segment_sum(per_band, group, n_groups)
+
+
+def student_t_marginal_log_likelihood(log_pred, log_y, group, sigma, n_groups: int, df):
+    """Sum over groups of the scale-marginalised log-likelihood under Student-t(df) noise on log y (flat prior on
+    log s, by quadrature: see above); a density of y (the Jacobian -sum log y included), like
+    `marginal_log_likelihood`. Arguments as there, df: the degrees of freedom nu."""
+    return jnp.sum(student_t_log_scale_integrals(log_pred, log_y, group, sigma, n_groups, df)) - jnp.sum(log_y)
+
+
+def student_t_log_scale_integrals(log_pred, log_y, group, sigma, n_groups: int, df):
+    """[G]: log int prod_{i in g} t(log y_i - log_pred_i - a; df, sigma_i) da of every group (0 for an empty one)."""
+    r = log_y - log_pred
+    centre, width, n = _t_nodes(r, group, sigma, n_groups, df)
+    a = centre[:, None] + width[:, None] * _X
+    per_group = jax.nn.logsumexp(_t_log_integrand(r, group, sigma, n_groups, df, a) + _LOG_W, axis=1) + jnp.log(width)
+    return jnp.where(n > 0, per_group, 0.0)
+
+
+def student_t_draw_log_scales(key, log_pred, log_y, group, sigma, n_groups: int, df):
+    """One draw of every group's log scale from its exact conditional given h and sigma under Student-t noise:
+    inverse CDF on N_GRID cells of the quadrature's map (uniform in s, so fine at the mode and covering the
+    tails), with the density constant within a cell."""
+    r = log_y - log_pred
+    centre, width, _ = _t_nodes(r, group, sigma, n_groups, df)
+    x = jnp.asarray(_X_GRID)
+    log_p = _t_log_integrand(r, group, sigma, n_groups, df, centre[:, None] + width[:, None] * x) + _LOG_DX_GRID
+    p = jnp.exp(log_p - jnp.max(log_p, axis=1, keepdims=True))
+    cdf = jnp.cumsum(p, axis=1)
+    u = jax.random.uniform(key, (n_groups,)) * cdf[:, -1]
+    cell = jnp.minimum(jnp.sum(cdf < u[:, None], axis=1), N_GRID - 1)  # the first cell whose CDF reaches u
+    below = jnp.take_along_axis(cdf, cell[:, None], axis=1)[:, 0] - jnp.take_along_axis(p, cell[:, None], axis=1)[:, 0]
+    frac = (u - below) / jnp.take_along_axis(p, cell[:, None], axis=1)[:, 0]
+    s = -1.0 + (cell + jnp.clip(frac, 0.0, 1.0)) * 2.0 / N_GRID
+    return centre + width * jnp.tan(jnp.pi * s / 2)
+
+
+def student_t_draws(key, df, shape):
+    """Standard Student-t(df) draws by Bailey's polar method (Math. Comp. 62, 1994) with the point of the unit
+    disk drawn directly (radius^2 W ~ U(0, 1), angle theta): t = cos(theta) sqrt(df (W^(-2/df) - 1)). Exact and
+    loop-free: jax.random.t goes through the gamma sampler, whose rejection loop takes seconds to compile."""
+    k_w, k_theta = jax.random.split(key)
+    w = jax.random.uniform(k_w, shape, minval=jnp.finfo(float).tiny)
+    theta = jax.random.uniform(k_theta, shape, maxval=2 * jnp.pi)
+    return jnp.cos(theta) * jnp.sqrt(df * jnp.expm1(-2.0 / df * jnp.log(w)))
+
+
+# ---- the noise model of a config ----------------------------------------------------------------------
+
+
+def lognormal_log_likelihood(log_y, mean, sigma):
+    """log density of each band y given its log mean (model and scale) under log-normal noise [N]."""
+    return stats.norm.logpdf(log_y, mean, sigma) - log_y
+
+
+def student_t_log_likelihood(log_y, mean, sigma, df):
+    """log density of each band y given its log mean under Student-t(df) noise on log y [N]."""
+    return student_t_logpdf(log_y - mean, sigma, df) - log_y
+
+
+class Noise(NamedTuple):
+    """The functions of one band-noise model (`model.noise`; `noise_df` bound), all with the signatures of the
+    log-normal ones: marginal_log_likelihood(log_pred, log_y, group, sigma, n_groups),
+    draw_log_scales(key, log_pred, log_y, group, sigma, n_groups), log_likelihood(log_y, mean, sigma) per band,
+    draw_log_y(key, mean, sigma): a replicate of log y."""
+    marginal_log_likelihood: Callable
+    draw_log_scales: Callable
+    log_likelihood: Callable
+    draw_log_y: Callable
+
+
+def noise_model(name: str, df: float = 4.0) -> Noise:
+    """The `Noise` of `model.noise` (one of NOISES) with `model.noise_df` degrees of freedom (Student-t only)."""
+    if name == "lognormal":
+        return Noise(marginal_log_likelihood, draw_log_scales, lognormal_log_likelihood,
+                     lambda key, mean, sigma: mean + sigma * jax.random.normal(key, jnp.shape(mean)))
+    if name == "student_t":
+        df = float(df)
+        return Noise(functools.partial(student_t_marginal_log_likelihood, df=df),
+                     functools.partial(student_t_draw_log_scales, df=df),
+                     functools.partial(student_t_log_likelihood, df=df),
+                     lambda key, mean, sigma: mean + sigma * student_t_draws(key, df, jnp.shape(mean)))
+    raise ValueError(f"unknown noise model {name!r}: one of {', '.join(NOISES)}")

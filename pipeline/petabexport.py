@@ -4,7 +4,8 @@ that AMICI, pyPESTO, PEtab.jl or Data2Dynamics users can run it.
 The SBML model has the 22 states of `pipeline.network` with one rate rule each (the rate equations,
 printed from the same `network.rates` the solver integrates), every network parameter, and the
 inputs as assignment rules: the drug occupancies (Hill functions of the dose parameters
-`dose_<drug>`) and the ligand L = L_b + sum_s s_<s> stim_<s> [time >= t_stim].
+`dose_<drug>`, one per drug of `pipeline/data/drugs.csv`, competitive where drugs share a site)
+and the ligand L = L_b + sum_s s_<s> stim_<s> [time >= t_stim].
 
 The protocol of model-spec.md section 6 becomes PEtab's: the pre-equilibration condition
 `starved__<line>` (no drug, no stimulus, the line's parameters) gives the steady state; each of our
@@ -129,9 +130,11 @@ def sbml_document(values: dict[str, float]) -> libsbml.SBMLDocument:
             raise ValueError(f"libsbml cannot parse {formula!r}: {libsbml.getLastParseL3Error()}")
         r.setMath(math_ast)
 
-    for occ, drug, ic50, hill in network.DRUG_SITES:
-        ratio = f"(max(dose_{drug}, 0) / {ic50}) ^ {hill}"
-        rule(f"theta_{occ}", f"{ratio} / (1 + {ratio})")
+    for occ in network.OCCUPANCIES:  # drugs on one site compete (network.occupancies)
+        ratios = [f"(max(dose_{drug}, 0) / {ic50}) ^ {hill}" for site, drug, ic50, hill in network.DRUG_SITES
+                  if site == occ]
+        total = ratios[0] if len(ratios) == 1 else f"({' + '.join(ratios) or '0'})"
+        rule(f"theta_{occ}", f"{total} / (1 + {total})")
     stim = " + ".join(f"{strength} * stim_{s}" for s, strength in network.STIMULUS_STRENGTH.items())
     rule("L", f"L_b + ({stim}) * piecewise(1, time >= {T_STIM}, 0)")
     rates, _ = _symbolic_rates()

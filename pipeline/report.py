@@ -2,10 +2,12 @@
 the same figures as PNG files in results/<analysis>/figures/.
 
 Read from the fit stage's outputs only: posterior.nc (posterior, prior, posterior_predictive,
-observed_data, constant_data, sample_stats), shifts.csv, diagnostics.json, and compare.csv when the
-config lists model variants. For an imported PEtab problem (`petab:` in the config) the page has the same
-convergence, sampler and contraction sections, the parameter table (parameters.csv) instead of the
-mechanism shifts, and the predictive per observable and simulation.
+observed_data, constant_data, sample_stats, log_likelihood), shifts.csv, diagnostics.json, and compare.csv
+when the config lists model variants. Besides the page it writes misfit.csv, the posterior-predictive
+check of every read-out (pipeline.misfit), for a blot analysis. For an imported PEtab problem (`petab:` in
+the config) the page has the same convergence, sampler and contraction sections, the parameter table
+(parameters.csv) instead of the mechanism shifts, and the predictive per observable and simulation (no
+misfit section: the check is written for the blot observation model).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from pipeline import diagnose, figures
+from pipeline import diagnose, figures, misfit
 from pipeline import vocabulary as v
 from pipeline.outputs import atomic_dir, atomic_path
 from pipeline.problems import InputError, Problem
@@ -51,6 +53,8 @@ def write(config: dict, results: str | Path) -> Path:
     comparison = results / "compare.csv"
     comparison = pd.read_csv(comparison) if comparison.is_file() else None
     facts = summaries(idata)
+    if not petab:
+        facts["misfit"] = misfit_summary(config, idata)
     figs = build_figures(idata, None if petab else table, config["summary"]["threshold_log2"], facts)
     pngs = {}
     with atomic_dir(results / FIGURES) as folder:
@@ -60,6 +64,10 @@ def write(config: dict, results: str | Path) -> Path:
             plt.close(fig)
             pngs[name] = buf.getvalue()
             (folder / f"{name}.png").write_bytes(pngs[name])
+    found = facts.get("misfit") or {}
+    if found.get("table") is not None:
+        with atomic_path(results / "misfit.csv") as tmp:
+            found["table"].to_csv(tmp, index=False)
     page = render(config, idata, table, diag, pngs, comparison, facts)
     with atomic_path(results / "report.html") as tmp:
         tmp.write_text(page, encoding="utf-8")
@@ -77,6 +85,29 @@ def summaries(idata: az.InferenceData) -> dict:
     return {"draws": draws, "names": names, "corr": corr, "contraction": contraction}
 
 
+def misfit_summary(config: dict, idata: az.InferenceData) -> dict:
+    """The misfit check of a blot analysis (pipeline.misfit): the per-read-out table (None when it cannot be
+    computed, with the reason), and, when read-outs are flagged, the shifts without them, the Pareto k of
+    that reweighting and the warning sentences."""
+    model = config.get("model", {})
+    noise, df = str(model.get("noise", "lognormal")), float(model.get("noise_df", 4.0))
+    out = {"table": None, "sensitivity": None, "k": None, "warnings": [], "threshold": misfit.MISFIT_P,
+           "reason": ""}
+    if "log_likelihood" not in idata.groups():
+        out["reason"] = "posterior.nc has no per-band log-likelihood (refit with this version)"
+        return out
+    table = misfit.check(idata, misfit.MISFIT_P, noise, df)
+    if table is None:
+        out["reason"] = f"the check knows the noise models {', '.join(misfit.NOISES)}, not model.noise = {noise}"
+        return out
+    out["table"] = table
+    n_flagged = int(table["flagged"].sum())
+    if n_flagged and "log2_fc" in idata.posterior and idata.posterior["log2_fc"].size:
+        sens, k = misfit.shift_sensitivity(idata, table, config["summary"]["threshold_log2"])
+        out.update(sensitivity=sens, k=k, warnings=misfit.warnings(sens, n_flagged))
+    return out
+
+
 def build_figures(idata: az.InferenceData, shifts: pd.DataFrame | None, threshold_log2: float, facts: dict) -> dict:
     """name -> matplotlib figure, in the order of the report; facts: `summaries(idata)`; shifts: None for a
     PEtab problem."""
@@ -89,6 +120,9 @@ def build_figures(idata: az.InferenceData, shifts: pd.DataFrame | None, threshol
         out = {"shifts": figures.plot_shifts(shifts, threshold_log2)}
         for line in sorted(pred[v.CELL_LINE].unique(), key=_line_order(idata)):
             out[f"predictive_{line}"] = figures.plot_predictive(idata, line, pred, data)
+        found = facts.get("misfit") or {}
+        if found.get("table") is not None:
+            out["misfit"] = figures.plot_misfit(found["table"], found["threshold"])
     out["rank"] = figures.plot_rank(idata)
     if len(facts["names"]) > 1:
         out["pairs"] = figures.plot_pairs(facts["draws"], facts["names"], facts["corr"])
@@ -141,6 +175,8 @@ def render(config: dict, idata, table: pd.DataFrame, diag: dict, pngs: dict, com
     parts += _trust(config, idata, diag)
     if not petab:
         parts += _shifts_and_predictive(config, table, pngs)
+        if facts.get("misfit") is not None:
+            parts += misfit_html(facts["misfit"], pngs)
     parts += _sampler(pngs, facts)
     if "contraction" in pngs:
         informed = facts["contraction"]
@@ -212,6 +248,52 @@ def _shifts_and_predictive(config: dict, shifts: pd.DataFrame, pngs: dict) -> li
              "model's axis. Grey: 90 % posterior-predictive band; black: its median.</p>"]
     return parts + [_img(pngs, n, f"Posterior predictive, {n.removeprefix('predictive_')}") for n in pngs
                     if n.startswith("predictive_")]
+
+
+def misfit_html(found: dict, pngs: dict) -> list[str]:
+    """The Misfit section: flagged read-outs, what chance explains, and whether a shift rests on them."""
+    h = html.escape
+    parts = ["<h2>Misfit: read-outs the model does not fit</h2>"]
+    table = found["table"]
+    if table is None:
+        return parts + [f"<p>Not checked: {h(found['reason'])}.</p>"]
+    threshold, n = found["threshold"], len(table)
+    flagged = table[table["flagged"]]
+    beyond = int((table["q_value"] < misfit.FDR_Q).sum())
+    parts += [f"<p>A read-out is one condition x target with all its bands (time points, replicates, blots). For "
+              "each, the posterior-predictive p-value asks how often replicate data from the fitted model lie further "
+              "from the model than the measured bands do, in standardised log residuals (so the blot's exposure "
+              f"does not matter). A read-out is <b>flagged</b> when p &lt; {threshold:g}: its bands are further from "
+              "the fit than the noise allows. These p-values are conservative (the fit has already moved toward "
+              "the data), so a flag is strong evidence; no flag is not proof of fit.</p>",
+              f"<p><b>{len(flagged)} of {n} read-outs flagged.</b> With {n} read-outs about {threshold * n:.1f} "
+              f"would be flagged by chance alone if the model were right. Beyond what chance explains among all {n} "
+              f"(Benjamini-Hochberg q-value &lt; {misfit.FDR_Q:g}): {beyond}; Bonferroni would ask for p &lt; "
+              f"{threshold / n:.2g}. Every read-out is in misfit.csv.</p>"]
+    if "misfit" in pngs:
+        parts.append(_img(pngs, "misfit", "Posterior-predictive p-value per read-out (-log10)"))
+    if flagged.empty:
+        return parts + ["<p>No read-out is flagged: no shift rests on badly fitted data.</p>"]
+    shown = flagged[[v.CELL_LINE, v.CONDITION_ID, v.TARGET, "bands", "p_value", "q_value", "pareto_k"]]
+    parts += [_table(shown),
+              "<p>pareto_k: of removing that read-out alone from the posterior; above "
+              f"{misfit.PARETO_K_MAX} it is influential (it pulls the fit). Look at these read-outs in the "
+              "posterior-predictive figures above.</p>",
+              "<h3>Do the shifts rest on the flagged read-outs?</h3>",
+              "<p>The posterior without the flagged read-outs, by Pareto-smoothed importance reweighting of the "
+              f"draws (Pareto k = {found['k']:.2f}; reliable when k &le; {misfit.PARETO_K_MAX}). A mechanism is "
+              "warned about when a parameter with prob_shift &ge; 0.5 drops below 0.5 without them, or its median "
+              "log2 fold change moves more than half-way to 0.</p>"]
+    if found["warnings"]:
+        parts.append("<ul>" + "".join(f"<li><b>Warning</b>: {h(w)}</li>" for w in found["warnings"]) + "</ul>")
+    else:
+        parts.append("<p>No mechanism's shift rests mainly on the flagged read-outs.</p>")
+    parts.append(f"<p>{h(misfit.reliability(found['k']))}</p>")
+    sens = found["sensitivity"]
+    if (sens["prob_shift"] >= 0.5).any():
+        parts += ["<p>The shifts with prob_shift &ge; 0.5, with all the data and without the flagged read-outs:</p>",
+                  _table(sens[sens["prob_shift"] >= 0.5])]
+    return parts
 
 
 def _sampler(pngs: dict, facts: dict) -> list[str]:

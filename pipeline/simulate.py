@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
 
-from pipeline import network, parameters
+from pipeline import drugs, network, parameters
 from pipeline.vocabulary import DRUGS
 
 jax.config.update("jax_enable_x64", True)
@@ -64,7 +64,7 @@ class Conditions(NamedTuple):
 
     line: jnp.ndarray  # [C] int: row of the parameter matrix (cell line) each condition uses
     stimulus: jnp.ndarray  # [C, 4] one-hot over STIMULUS_ORDER (all zero: no stimulus)
-    doses_uM: jnp.ndarray  # [C, 8] in vocabulary.DRUGS order
+    doses_uM: jnp.ndarray  # [C, drugs] in vocabulary.DRUGS order (the drugs of pipeline/data/drugs.csv)
     pretreatment_min: jnp.ndarray  # [C]
 
 
@@ -85,6 +85,8 @@ def conditions(line=None, stimulus=None, doses_uM=None, pretreatment_min=None, n
     doses = np.zeros((n, len(DRUGS)))
     for i, d in enumerate(doses_uM or [{}] * n):
         for drug, dose in d.items():
+            if drug not in DRUGS:
+                raise KeyError(f"unknown drug {drug!r}; known: {', '.join(DRUGS)}; {drugs.HOW_TO_ADD}")
             doses[i, DRUGS.index(drug)] = dose
     return Conditions(jnp.asarray(line if line is not None else np.zeros(n, int)), jnp.asarray(stim),
                       jnp.asarray(doses), jnp.asarray(pretreatment_min if pretreatment_min is not None

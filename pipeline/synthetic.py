@@ -18,6 +18,7 @@ import yaml
 
 from pipeline import network, parameters, simulate
 from pipeline import vocabulary as v
+from pipeline.drugs import HOW_TO_ADD
 from pipeline.problems import InputError, Problem, display_path, one_of
 from pipeline.yamlschema import read_yaml, validate
 
@@ -71,7 +72,7 @@ def _check_names(spec: dict, shown: str) -> list[Problem]:
             for drug in dose:
                 if drug not in v.DRUGS:
                     problems.append(Problem(shown, "is not a known drug", key=f"experiments.{i}.doses",
-                                            value=drug, fix=one_of(v.DRUGS, drug)))
+                                            value=drug, fix=f"{one_of(v.DRUGS, drug)}; {HOW_TO_ADD}"))
     return problems
 
 

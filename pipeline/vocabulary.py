@@ -4,6 +4,8 @@ Every module, the NetCDF files, the configs and the reports use these names.
 Units are part of a column's name (`time_min`, `<drug>_uM`).
 """
 
+from pipeline import drugs
+
 FORMAT_VERSION = 1
 
 DATASET_YAML = "dataset.yaml"
@@ -13,16 +15,8 @@ MEASUREMENTS_CSV = "measurements.csv"
 STIMULI = ("IGF1", "EGF", "insulin", "FBS", "none")
 """Stimuli; `stimulus_conc` is in nM, except FBS in % (v/v)."""
 
-DRUGS = (
-    "alpelisib",  # PI3K-alpha
-    "MK2206",  # allosteric AKT
-    "ipatasertib",  # ATP-site AKT
-    "everolimus",  # rapalog
-    "AZD8055",  # TOR kinase inhibitor
-    "RapaLink1",  # bivalent mTOR
-    "trametinib",  # MEK
-    "AZD1208",  # PIM
-)
+DRUGS = drugs.names()
+"""The drugs, in the order of `pipeline/data/drugs.csv` (their one table: site, target, parameters, doses)."""
 DOSE_SUFFIX = "_uM"
 
 TARGETS = (

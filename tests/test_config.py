@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from snakemake.utils import validate as snakemake_validate
@@ -31,8 +32,9 @@ def test_defaults_come_from_the_schema_for_cli_and_snakemake_alike(tmp_path):
     path.write_text("analysis: minimal\ndataset: data/example\n")
     filled = config.load(path)
     assert filled == {"analysis": "minimal", "dataset": "data/example", "description": "", "seed": 0,
-                      "model": {"loops_off": [], "fixed": {}, "estimate": None,
-                                "shift_mechanisms": list(parameters.MECHANISMS)},
+                      "model": {"loops_off": [], "fixed": {}, "estimate": None, "asymmetric_shifts": False,
+                                "shift_mechanisms": list(parameters.MECHANISMS), "noise": "lognormal",
+                                "noise_df": 4},
                       "variants": [], "solver": {}, "simulate": {"n_times": 121, "shifts": {}},
                       "prior": {"shift": "laplace", "shift_scale": 0.5, "horseshoe_global_scale": 0.1,
                                 "horseshoe_slab_scale": 3.4, "sigma_scale": 0.3, "offset": False,
@@ -78,6 +80,13 @@ BAD = {
                              ["'model.fixed.k_T'", "-1", "minimum"]),
     "shift_of_unknown_parameter": ("analysis: a\ndataset: data/example\nsimulate: {shifts: {R1: {IC50_MK: 3}}}\n",
                                    ["'simulate.shifts.R1.IC50_MK'", "did you mean 'IC50_MK2206'"]),
+    "fixed_shiftable_parameter": ("analysis: a\ndataset: data/example\nmodel: {fixed: {u_R0: 0.01}}\n",
+                                  ["'model.fixed.u_R0'", "mapk_compensation shifts it", "false call",
+                                   "asymmetric_shifts: true"]),
+    "variant_shifts_a_fixed_parameter": (
+        "analysis: a\ndataset: data/example\nmodel: {fixed: {X: 0.3}, shift_mechanisms: [pten_loss]}\n"
+        "variants: [{name: v, model: {shift_mechanisms: [pim_parallel_kinase]}}]\n",
+        ["'variants[0].model.fixed.X'", "pim_parallel_kinase shifts it"]),
     "variant_named_base": ("analysis: a\ndataset: data/example\nvariants: [{name: base, model: {loops_off: []}}]\n",
                            ["'variants.0.name'", "'base'"]),
     "variant_without_model": ("analysis: a\ndataset: data/example\nvariants: [{name: v}]\n", ["'variants.0.model'", "required"]),
@@ -129,7 +138,45 @@ def test_variant_values_and_estimated_set(tmp_path):
     assert values["kd_T"] == parameters.nominal()["kd_T"]
     est = variant.estimated(cfg)
     assert {"k_T", "g_F", "K_ER"}.isdisjoint(est) and "kd_T" in est
-    assert set(est) < {n for n in parameters.names() if parameters.table().loc[n, "estimate"]}
+    table = parameters.table()
+    default = {n for n in parameters.names() if table.loc[n, "estimate"]} - {"k_T", "g_F", "K_ER"}
+    shiftable = {n for n in parameters.names() if table.loc[n, "mechanism"]} - {"g_F"}  # foxo_rtk holds g_F
+    assert set(est) == default | shiftable and len(est) == len(set(est))
+    assert {"u_R0", "w_RR", "k_TE", "k_T0", "b_M1", "phi_b", "rho_PTEN", "alpha_mTOR"} <= set(est)
+
+
+def test_symmetric_lines_estimate_every_shiftable_parameter_and_the_opt_out_does_not(tmp_path):
+    from pipeline import variant
+
+    path = tmp_path / "v.yaml"
+    path.write_text("analysis: v\ndataset: data/example\n"
+                    "model: {estimate: [kd_T], shift_mechanisms: [pten_loss, mapk_compensation]}\n")
+    cfg = config.load(path)
+    assert variant.estimated(cfg) == ("kd_T", "rho_PTEN", "phi_b", "w_RR", "u_R0", "K_ES")
+    assert [p for _, p in variant.shiftable(cfg)] == ["rho_PTEN", "phi_b", "w_RR", "u_R0", "K_ES"]
+    cfg["model"]["asymmetric_shifts"] = True
+    assert variant.estimated(cfg) == ("kd_T",)
+    path.write_text("analysis: v\ndataset: data/example\nmodel: {estimate: [kd_T], fixed: {u_R0: 0.01}, "
+                    "shift_mechanisms: [mapk_compensation], asymmetric_shifts: true}\n")
+    assert variant.estimated(config.load(path)) == ("kd_T",)  # the opt-in is explicit, and then allowed
+
+
+def test_hill_slopes_are_estimated_for_drugs_given_at_two_or_more_doses(tmp_path):
+    from pipeline import variant
+    from pipeline.vocabulary import DRUGS
+
+    path = tmp_path / "v.yaml"
+    path.write_text("analysis: v\ndataset: data/example\nmodel: {estimate: [kd_T], shift_mechanisms: []}\n")
+    cfg = config.load(path)
+    doses = np.zeros((5, len(DRUGS)))
+    mk, ipa, alp = DRUGS.index("MK2206"), DRUGS.index("ipatasertib"), DRUGS.index("alpelisib")
+    doses[1, mk], doses[2, mk], doses[3, mk] = 0.1, 1.0, 1.0  # two doses (one repeated)
+    doses[3, ipa] = doses[4, ipa] = 1.0  # one dose, twice
+    doses[4, alp] = 0.5
+    assert variant.dosed_drugs(doses) == ("MK2206",)
+    assert variant.estimated(cfg, doses) == ("kd_T", "h_MK2206")
+    cfg["model"]["fixed"] = {"h_MK2206": 1.5}
+    assert variant.estimated(cfg, doses) == ("kd_T",)
 
 
 def test_every_solver_key_is_a_solver_setting():

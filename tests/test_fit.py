@@ -1,8 +1,9 @@
 """The fit on the real network: a small synthetic experiment with one planted shift (tests/data/one_shift,
 made by `python -m pipeline simulate-dataset tests/data/specs/one_shift.yaml --out tests/data/one_shift`:
-IC50_MK2206 x 30 in the resistant line, X unshifted), MAP then NUTS as the stages run them, sized for CI
-(2 estimated parameters, 2 shiftable mechanisms, 2 chains). The long calibration over many datasets is
-benchmarks/sbc.py."""
+IC50_MK2206 x 30 in the resistant line, X unshifted) and a null (a line identical to the parental one),
+with kinetic values off the parameter table's in every line alike; MAP then NUTS as the stages run them,
+sized for CI (kd_T, IC50_MK2206 and, by symmetric lines, X estimated; 2 shiftable mechanisms, 2 chains).
+The long calibration over many datasets is benchmarks/sbc.py."""
 
 import json
 from pathlib import Path
@@ -18,7 +19,8 @@ from pipeline import cli, config, dataset, fit, ingest
 
 ONE_SHIFT = Path(__file__).parent / "data" / "one_shift"
 PLANTED_LOG2 = np.log2(30.0)
-CHAINS, WARMUP, SAMPLES = 2, 100, 100  # warmup == samples: one compile of the NUTS kernel
+NULL = "identical"  # the line identical to the reference: nothing may shift there
+CHAINS, WARMUP, SAMPLES = 2, 150, 150  # warmup == samples: one compile of the NUTS kernel
 
 CONFIG = {
     "analysis": "one_shift",
@@ -60,8 +62,12 @@ def test_map_finds_the_planted_shift(fitted):
     assert stats["starts"] == 4 and stats["failed_start"] == 0
     best = result["fits"][0]
     assert best["rank"] == 1 and best["log_posterior"] == max(f["log_posterior"] for f in result["fits"])
-    assert abs(best["log2_fc"]["resistant"]["IC50_MK2206"] - PLANTED_LOG2) < 0.5
+    # the shared kinetic values off the table's pull the magnitude (measured: 4.28 for the planted 4.91)
+    assert abs(best["log2_fc"]["resistant"]["IC50_MK2206"] - PLANTED_LOG2) < 1.0
     assert abs(best["log2_fc"]["resistant"]["X"]) < 0.5
+    # symmetric lines: the table's misfit (shared by all lines) is fitted once, not taken for a shift
+    assert list(best["parameters"]) == ["kd_T", "IC50_MK2206", "X"]
+    assert max(abs(x) for x in best["log2_fc"][NULL].values()) < 0.3
     assert np.array(result["hessian_at_best"]).shape == (len(result["coords"]),) * 2
 
 
@@ -71,11 +77,15 @@ def test_planted_mechanism_is_attributed_and_the_unplanted_one_is_not(fitted):
     table = pd.read_csv(fitted / "shifts.csv")
     assert list(table.columns) == fit.SHIFT_COLUMNS
     assert list(table["prob_shift"]) == sorted(table["prob_shift"], reverse=True)
-    rows = table.set_index("parameter")
+    assert table.loc[table["cell_line"] == NULL, "prob_shift"].max() < 0.5  # no call on identical lines
+    rows = table[table["cell_line"] == "resistant"].set_index("parameter")
     assert rows.loc["IC50_MK2206", "mechanism"] == "akt_allosteric_binding"
     assert rows.loc["IC50_MK2206", "prob_shift"] > 0.9
     assert rows.loc["X", "prob_shift"] < 0.5
-    assert rows.loc["IC50_MK2206", "ci90_low"] < PLANTED_LOG2 < rows.loc["IC50_MK2206", "ci90_high"]
+    # the kinetic values off the table's, shared by all lines, pull the magnitude down a little (measured:
+    # median 4.30, 90 % 4.01 to 4.84, for the planted 4.91): the model is misspecified, as for real cells
+    assert rows.loc["IC50_MK2206", "ci90_low"] > 2.0
+    assert abs(rows.loc["IC50_MK2206", "median_log2_fc"] - PLANTED_LOG2) < 1.0
 
 
 def test_chains_converged(fitted):
@@ -99,7 +109,7 @@ def test_posterior_file_has_every_group_labelled(fitted):
     assert list(idata.observed_data["target"].values) == list(ds["target"].values)
     np.testing.assert_array_equal(idata.observed_data["y"].values, ds["y"].values)
     assert set(idata.posterior["log2_fc"]["shift_parameter"].values) == {"IC50_MK2206", "X"}
-    assert list(idata.posterior["cell_line"].values) == ["resistant"]
+    assert list(idata.posterior["cell_line"].values) == [NULL, "resistant"]
     assert idata.sample_stats["solver_failures"].dims == ("chain",)
     assert bool(idata.sample_stats["solver_ok"].all())
     # the per-band log-likelihood is a real density: it sums to the joint one with the drawn scales and
@@ -144,7 +154,8 @@ def test_report_is_one_self_contained_page_with_every_figure(fitted):
     assert not re.search(r"(src|href)=[\"'](?!data:)", page)  # nothing loaded from elsewhere
     embedded = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
     files = sorted((fitted / "figures").glob("*.png"))
-    assert {"shifts", "predictive_parental", "predictive_resistant", "rank", "pairs", "contraction"} == \
+    assert {"shifts", "predictive_parental", f"predictive_{NULL}", "predictive_resistant", "rank", "pairs",
+            "contraction", "misfit"} == \
         {f.stem for f in files}
     assert sorted(base64.b64decode(e) for e in embedded) == sorted(f.read_bytes() for f in files)
     diag = json.loads((fitted / "diagnostics.json").read_text())
@@ -192,8 +203,9 @@ def test_shift_contraction_and_pair_figures_plot_the_posterior_numbers(fitted):
     fc = idata.posterior["log2_fc"].sel(cell_line="resistant")
     table = pd.read_csv(fitted / "shifts.csv")
     fig = figures.plot_shifts(table, 1.0)
-    (points,) = [ln for ln in fig.axes[0].get_lines() if ln.get_gid() == "median|resistant"]
-    want = [float(fc.sel(shift_parameter=p).median()) for p in table["parameter"].iloc[::-1]]
+    (points,) = [ln for ax in fig.axes for ln in ax.get_lines() if ln.get_gid() == "median|resistant"]
+    rows = table[table["cell_line"] == "resistant"]
+    want = [float(fc.sel(shift_parameter=p).median()) for p in rows["parameter"].iloc[::-1]]
     np.testing.assert_allclose(points.get_xdata(), want, rtol=1e-5)  # shifts.csv keeps 6 digits
 
     # contraction: 1 - posterior variance / prior variance, here of log kd_T and of the planted log2 FC

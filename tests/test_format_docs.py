@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from pipeline import dataset, ingest
+from pipeline import dataset, drugs, ingest
 from pipeline import vocabulary as v
 
 DOC = (Path(__file__).parents[1] / "data" / "README.md").read_text()
@@ -30,3 +30,20 @@ def test_documented_names_are_the_vocabulary():
     for name in v.STIMULI + v.DRUGS + v.TARGETS + v.CONDITION_COLUMNS + v.MEASUREMENT_REQUIRED \
             + v.MEASUREMENT_OPTIONAL:
         assert f"`{name}`" in DOC, name
+
+
+def drug_list() -> str:
+    """The list of drugs data/README.md shows, from `pipeline/data/drugs.csv`."""
+    lines = ["| drug | site | target | mode | IC50 | Hill | default doses (uM) |", "|---|---|---|---|---|---|---|"]
+    for b in drugs.bindings():
+        d = b.doses_uM
+        lines.append(f"| `{b.drug}` | `{b.site}` | {b.target} | {b.mode} | `{b.ic50}` | `{b.hill}` | "
+                     f"{min(d):g}–{max(d):g} ({len(d)}) |")
+    return "\n".join(lines)
+
+
+def test_documented_drugs_are_the_drug_table():
+    match = re.search(r"<!-- drugs.csv: begin -->\n(.*?)\n<!-- drugs.csv: end -->", DOC, re.S)
+    assert match, "data/README.md lacks the drug list between <!-- drugs.csv: begin/end --> markers"
+    assert match.group(1) == drug_list(), "data/README.md's drug list differs from pipeline/data/drugs.csv; " \
+        "paste this between its markers:\n" + drug_list()

@@ -129,3 +129,27 @@ def test_our_importer_reads_the_export_back(exported):
     problem = petabproblem.load(yaml_path)
     ll, ok = jax.jit(lambda x: petabproblem.log_likelihood(problem, x))(problem.x_nominal)
     assert bool(ok) and float(ll) == pytest.approx(ours, rel=1e-8)
+
+
+def test_sites_with_several_drugs_get_the_competitive_occupancy(monkeypatch):
+    """One drug per site: the Hill occupancy as before; two on one site: sum r / (1 + sum r)."""
+    import libsbml
+
+    from pipeline import network, parameters
+
+    monkeypatch.setattr(network, "DRUG_SITES", network.DRUG_SITES + (("MK", "ipatasertib", "IC50_ipatasertib",
+                                                                      "h_ipatasertib"),))
+    doc = petabexport.sbml_document(parameters.nominal())
+    formula = {r.getVariable(): libsbml.formulaToL3String(r.getMath()) for r in doc.getModel().getListOfRules()}
+    at = {"dose_MK2206": 0.3, "dose_ipatasertib": 0.5, "IC50_MK2206": 0.2, "IC50_ipatasertib": 0.7,
+          "h_MK2206": 0.8, "h_ipatasertib": 1.3}
+
+    def value(text):
+        expr = sp.sympify(text.replace("^", "**"), locals={"max": sp.Max, **{k: sp.Symbol(k) for k in at}})
+        return float(expr.subs({sp.Symbol(k): x for k, x in at.items()}))
+
+    r_mk, r_ipa = (0.3 / 0.2) ** 0.8, (0.5 / 0.7) ** 1.3
+    assert formula["theta_ipa"] == "(max(dose_ipatasertib, 0) / IC50_ipatasertib)^h_ipatasertib / " \
+                                   "(1 + (max(dose_ipatasertib, 0) / IC50_ipatasertib)^h_ipatasertib)"
+    assert value(formula["theta_ipa"]) == pytest.approx(r_ipa / (1 + r_ipa), rel=1e-12)
+    assert value(formula["theta_MK"]) == pytest.approx((r_mk + r_ipa) / (1 + r_mk + r_ipa), rel=1e-12)

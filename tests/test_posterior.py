@@ -74,18 +74,19 @@ def test_log_prior_gradient_matches_finite_differences(tmp_path):
     np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-6)
 
 
-def test_shifts_act_on_the_resistant_line_only(tmp_path):
+def test_shifts_act_on_their_own_line_only(tmp_path):
     cfg = _config(tmp_path)
     m = _model(cfg)
     names = parameters.names()
     u = np.zeros(m.dim)
     k = {p: i for i, (_, p) in enumerate(m.shift_params)}
-    start = len(m.estimated)
+    start = len(m.estimated) + len(m.shift_params)  # the second shifted line's coordinates
     u[start + k["IC50_MK2206"]] = 2.0  # Laplace coordinate: delta = 0.5 * 2 = 1
     u[start + k["phi_b"]] = 4.0  # a fraction: logit shift of 2
     values = np.asarray(m.line_values(jnp.asarray(u)))
-    ref, res = values[0], values[1]
-    assert m.lines == ("parental", "resistant")
+    ref, other, res = values
+    assert m.lines == ("parental", "identical", "resistant")
+    np.testing.assert_array_equal(other, ref)
     assert ref[names.index("IC50_MK2206")] == pytest.approx(0.2)  # u = 0: the prior median
     assert res[names.index("IC50_MK2206")] == pytest.approx(0.2 * np.e)
     logit = lambda x: np.log(x / (1 - x))  # noqa: E731
@@ -94,7 +95,8 @@ def test_shifts_act_on_the_resistant_line_only(tmp_path):
     changed = np.flatnonzero(~np.isclose(ref, res))
     assert {names[i] for i in changed} == {"IC50_MK2206", "phi_b"}
     q = m.named(jnp.asarray(u))
-    assert float(q["log2_fc"][0, k["IC50_MK2206"]]) == pytest.approx(1 / np.log(2))
+    assert float(q["log2_fc"][1, k["IC50_MK2206"]]) == pytest.approx(1 / np.log(2))
+    assert not np.any(np.asarray(q["log2_fc"][0]))
 
 
 def test_loops_off_parameters_do_not_shift(tmp_path):
@@ -155,20 +157,22 @@ def test_map_reaches_the_optimum_at_the_laplace_kink(tmp_path):
     best = result.u[result.order[0]]
     assert result.status[result.order[0]] == mapfit.CONVERGED
     kink = m.kink_mask
-    assert [c for c, k in zip(m.coords, kink) if k] == ["shift:resistant:IC50_MK2206", "shift:resistant:X"]
-    assert best[m.coords.index("shift:resistant:X")] == 0.0
+    assert [c for c, k in zip(m.coords, kink) if k] == [f"shift:{line}:{p}" for line in ("identical", "resistant")
+                                                        for p in ("IC50_MK2206", "X")]
+    assert best[m.coords.index("shift:resistant:X")] == 0.0 and best[m.coords.index("shift:identical:X")] == 0.0
+    n = int(kink.sum())
 
     def split_objective(x):
-        u = x[:m.dim].at[kink].set(x[m.dim:m.dim + 2] - x[m.dim + 2:])
+        u = x[:m.dim].at[kink].set(x[m.dim:m.dim + n] - x[m.dim + n:])
         lp, _ = m.log_density(u)
         return -lp - jnp.sum(jnp.abs(u[kink])) + jnp.sum(x[m.dim:])  # the kink terms as p + n
     fg = jax.jit(jax.value_and_grad(split_objective))
-    x0 = np.concatenate([np.where(kink, 0.0, best), np.zeros(4)])
-    bounds = [(None, None)] * m.dim + [(0, None)] * 4
+    x0 = np.concatenate([np.where(kink, 0.0, best), np.zeros(2 * n)])
+    bounds = [(None, None)] * m.dim + [(0, None)] * (2 * n)
     ref = optimize.minimize(lambda x: tuple(map(np.asarray, fg(x))), x0, jac=True, method="L-BFGS-B",
                             bounds=bounds, options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 2000})
     u_ref = np.where(kink, 0.0, ref.x[:m.dim])
-    u_ref[kink] = ref.x[m.dim:m.dim + 2] - ref.x[m.dim + 2:]
+    u_ref[kink] = ref.x[m.dim:m.dim + n] - ref.x[m.dim + n:]
     assert result.objective[result.order[0]] == pytest.approx(ref.fun, abs=1e-6)
     np.testing.assert_allclose(best, u_ref, atol=1e-3)
 

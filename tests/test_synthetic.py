@@ -112,7 +112,7 @@ BAD = {
     "reference_shifted": ({"lines": {"P": {"shifts": {"pten_loss": {"rho_PTEN": 0.5}}}}},
                           ["'lines.P.shifts'", "reference line cannot carry shifts"]),
     "unknown_drug": ({"experiments": [{"id": "e", "stimulus": "IGF1", "times_min": [0], "doses": [{"MK-2206": 1}]}]},
-                     ["'experiments.0.doses'", "'MK-2206'", "did you mean 'MK2206'"]),
+                     ["'experiments.0.doses'", "'MK-2206'", "did you mean 'MK2206'", "pipeline/data/drugs.csv"]),
     "unknown_target": ({"targets": ["pAKT"]}, ["'targets.0'", "'pAKT'"]),
 }
 
