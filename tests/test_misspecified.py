@@ -12,7 +12,7 @@ import pytest
 import reference_model as ref
 
 import misspecified_model as mm
-from pipeline import config, dataset, fit, ingest, parameters, variant
+from pipeline import config, dataset, design, fit, ingest, parameters, variant
 
 TIMES = [0, 5, 15, 60, 240, 1440]
 MECHANISMS = ["akt_allosteric_binding", "pim_parallel_kinase", "mapk_compensation"]
@@ -92,8 +92,10 @@ def best_fit(tmp_path_factory):
         f"model: {{estimate: {ESTIMATE}, shift_mechanisms: {MECHANISMS}}}\n"
         "solver: {rtol: 1.0e-5}\nmap: {starts: 4, steps: 40}\n")
     cfg = config.load(cfg_path)
-    assert variant.estimated(cfg) == tuple(ESTIMATE + SHIFTABLE + ["h_MK2206"])  # MK-2206 at two doses: its slope
+    assert variant.estimated(cfg) == tuple(ESTIMATE + SHIFTABLE)
     ds = ingest.to_xarray(dataset.load(folder))
+    doses = design.from_dataset(ds).conditions.doses_uM
+    assert variant.estimated(cfg, doses) == tuple(ESTIMATE + SHIFTABLE + ["h_MK2206"])  # MK-2206 at 0.1 and 1
     return fit.run_map(cfg, ds, log=lambda s: None)["fits"][0]
 
 
