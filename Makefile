@@ -2,11 +2,17 @@
 #   make demo   install into .venv, then run the workflow on data/example
 #   make test   install into .venv (with test extras), then run the tests
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 
-.PHONY: demo test install clean
+.PHONY: demo test test-quick install clean
+
+# The supported Pythons other than the default get a quick subset (CI: .ci/run), each in its own venv:
+#   make test-quick PYTHON=python3.12 VENV=.venv-3.12
+QUICK := tests/test_rosenbrock.py tests/test_packaging.py "tests/test_petab.py::test_toy_problem_matches_its_closed_form" \
+	"tests/test_petab.py::test_published_log_likelihood[Fujita_SciSignal2010]" \
+	"tests/test_petab.py::test_published_log_likelihood[Weber_BMC2015]"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,5 +32,8 @@ demo: install
 test: install
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+test-quick: install
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest $(QUICK) --durations=5
+
 clean:
-	rm -rf $(VENV) results logs .snakemake
+	rm -rf $(VENV) .venv-3.12 .venv-3.13 results logs .snakemake

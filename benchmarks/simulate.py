@@ -1,20 +1,24 @@
-"""Benchmark of `pipeline.simulate` on the example dataset, against a scipy Radau reference.
+"""Benchmark of the simulator (`pipeline.solver`, `pipeline.simulate`): old defaults against new, side by side.
 
-    python benchmarks/simulate.py                        # the default SolverSettings
-    python benchmarks/simulate.py --root-finder VeryChord --repeats 5
-    python benchmarks/simulate.py --compare "chord:" "verychord:root_finder=VeryChord" "fwd:adjoint=forward"
+    python benchmarks/simulate.py                          # data/example: old defaults vs new, ratios printed
+    python benchmarks/simulate.py --data brief             # the two-line brief design (issue "No false calls")
+    python benchmarks/simulate.py --compare "new:" "fwd:adjoint=forward" "k5:solver=Kvaerno5"
 
-All conditions of data/example are simulated in one vmapped call, with one parameter row per cell
-line and the parameter table's estimated parameters as log-parameters. Printed: forward compile time,
-forward time per call, value+gradient compile time and time per call of the scale-marginalised
-log-likelihood (sigma 0.15), each time per call the median of --repeats calls; solver steps; the
-largest relative error of the observables against tests/reference_model.py (Radau, rtol 1e-10);
-and the scipy reference's time at its own tolerances and at ours. The last line is
-`compile_s=<x> forward_ms=<y> grad_ms=<z>`.
+Objective (--objective posterior, the default): the log density of the schema's default analysis on the
+dataset (every mechanism of `model.shift_mechanisms`, the table's estimated set plus everything a mechanism
+may shift, noise sigmas; `pipeline.posterior.Model`), at u = 0 (every estimated parameter at its table value,
+no shift), and its gradient in all coordinates: what MAP and NUTS evaluate. --objective shared: the
+scale-marginalised log-likelihood of the table's estimated parameters, shared by the lines (sigma 0.15).
 
-With --compare, each spec `name:key=value,...` (SolverSettings fields on top of the command-line
-settings) is compiled in turn and then all are timed round-robin, so the machine's load hits them alike;
-the last line then belongs to the first spec.
+Printed per setting: forward compile time, forward ms per call, value+gradient compile time and ms per
+call (medians of --repeats calls), solver steps summed over conditions (pre-equilibration not counted) and
+the worst condition's, the largest relative error of the observables against tests/reference_model.py
+(scipy Radau, rtol 1e-10), the gradient's largest difference from the first setting's (relative to its
+largest entry), and the ratio of the first setting's times to each one's. Without --compare the settings
+are "old" (the defaults before Rodas5P: Kvaerno5 with a Chord stage solver at rtol 1e-6, atol 1e-9) and
+"new" (today's `SolverSettings()`). Each spec `name:key=value,...` (SolverSettings fields on top of the
+command-line settings) is compiled in turn, then all are timed round-robin, so the machine's load hits
+them alike. The last line is `compile_s=<x> forward_ms=<y> grad_ms=<z>` of the last setting.
 """
 
 from __future__ import annotations
@@ -37,18 +41,20 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import reference_model as ref  # noqa: E402
 
-from pipeline import dataset, design, ingest, observation, parameters, simulate  # noqa: E402
+from pipeline import dataset, design, ingest, observation, parameters, simulate, solver  # noqa: E402
 from pipeline.vocabulary import DRUGS, TARGETS  # noqa: E402
 
 SIGMA = 0.15
-FIELDS = {f.name: f for f in dataclasses.fields(simulate.SolverSettings)}
+FIELDS = {f.name: f for f in dataclasses.fields(solver.SolverSettings)}
 
 
 def parse_args(argv=None):
-    d = simulate.SolverSettings()
+    d = solver.SolverSettings()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=str(ROOT / "data" / "example"))
-    ap.add_argument("--solver", default=d.solver, help="Kvaerno3/4/5 (KenCarp needs a MultiTerm split)")
+    ap.add_argument("--data", default=str(ROOT / "data" / "example"),
+                    help="a dataset folder, or 'brief': the brief design's null dataset (independent generator, seed 21)")
+    ap.add_argument("--objective", default="posterior", choices=("posterior", "shared"))
+    ap.add_argument("--solver", default=d.solver, help="Rodas5P, Kvaerno3/4/5")
     ap.add_argument("--root-finder", default=d.root_finder, help="VeryChord, Chord or Newton")
     ap.add_argument("--root-rtol", type=float, default=d.root_rtol)
     ap.add_argument("--root-atol", type=float, default=d.root_atol)
@@ -58,7 +64,7 @@ def parse_args(argv=None):
     ap.add_argument("--pcoeff", type=float, default=d.pcoeff)
     ap.add_argument("--icoeff", type=float, default=d.icoeff)
     ap.add_argument("--max-steps", type=int, default=d.max_steps)
-    ap.add_argument("--preequilibration", default=d.preequilibration, help="warmup or ptc")
+    ap.add_argument("--preequilibration", default=d.preequilibration, help="warmup, ptc or event")
     ap.add_argument("--warmup-min", type=float, default=d.warmup_min)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--no-gradient", action="store_true", help="skip the value+gradient timing")
@@ -80,47 +86,82 @@ def _cast(name: str, text: str):
     return text
 
 
-def settings_from(args) -> simulate.SolverSettings:
-    return simulate.SolverSettings(**{k: getattr(args, k) for k in FIELDS if hasattr(args, k)})
+def settings_from(args) -> solver.SolverSettings:
+    return solver.SolverSettings(**{k: getattr(args, k) for k in FIELDS if hasattr(args, k)})
 
 
-def with_spec(base: simulate.SolverSettings, spec: str) -> tuple[str, simulate.SolverSettings]:
+def with_spec(base: solver.SolverSettings, spec: str) -> tuple[str, solver.SolverSettings]:
     name, _, body = spec.partition(":")
     changes = dict(kv.split("=", 1) for kv in body.split(",") if kv)
     return name, dataclasses.replace(base, **{k: _cast(k, v) for k, v in changes.items()})
 
 
-def problem(data: str):
-    d = design.from_dataset(ingest.to_xarray(dataset.load(data)))
+OLD = "old:solver=Kvaerno5,rtol=1e-6,atol=1e-9"  # the defaults before Rodas5P (benchmarks/README.md, run 1)
+
+
+def dataset_folder(data: str) -> str:
+    if data != "brief":
+        return data
+    import tempfile
+
+    import misspecified_model as mm
+
+    out = Path(tempfile.mkdtemp()) / "brief_null"
+    mm.make_dataset(out, None, 21, mm.brief_design())
+    return str(out)
+
+
+def problem(data: str, objective: str):
+    """(design, [lines, P] values at the evaluation point, x0, objective(settings) -> (value, ok) function of x)."""
+    from pipeline import config, posterior
+
+    ds = ingest.to_xarray(dataset.load(data))
+    d = design.from_dataset(ds)
+    if objective == "posterior":
+        cfg, problems = config.validate({"analysis": "bench", "dataset": data}, "config", "benchmark")
+        assert not problems, problems
+
+        def make(settings):
+            m = posterior.Model(cfg, d, settings)
+
+            def f(u):
+                sim = simulate.simulate(m.line_values(u), d.conditions, d.times, settings)
+                value, ok = m.log_density(u)
+                return jnp.where(ok, value, -jnp.inf), sim
+            return f, m.dim
+        x0 = jnp.zeros(make(solver.SolverSettings())[1])
+        values = posterior.Model(cfg, d, solver.SolverSettings()).line_values(x0)
+        return d, values, x0, make
     table = parameters.table()
     est = jnp.array([i for i, n in enumerate(parameters.names()) if bool(table["estimate"].iloc[i])])
     values = jnp.tile(simulate.nominal_values(), (len(d.lines), 1))
-    return d, values, est
-
-
-def objectives(d, values, est, settings: simulate.SolverSettings):
-    """Jitted forward simulation, log-likelihood value+gradient (by jacfwd under forward mode), steps."""
     sigma = jnp.full(len(d.y), SIGMA)
 
-    def sim(log_theta):
-        return simulate.simulate(values.at[:, est].set(jnp.exp(log_theta)), d.conditions, d.times, settings)
+    def make(settings):
+        def f(log_theta):
+            sim = simulate.simulate(values.at[:, est].set(jnp.exp(log_theta)), d.conditions, d.times, settings)
+            pred = design.predictions(sim, d)
+            value = observation.marginal_log_likelihood(jnp.log(pred), jnp.log(d.y), d.group, sigma, len(d.groups))
+            return jnp.where(jnp.all(sim.ok), value, -jnp.inf), sim
+        return f, len(est)
+    return d, values, jnp.log(values[0, est]), make
 
-    def llh(log_theta):
-        s = sim(log_theta)
-        pred = design.predictions(s, d)
-        value = observation.marginal_log_likelihood(jnp.log(pred), jnp.log(d.y), d.group, sigma, len(d.groups))
-        return jnp.where(jnp.all(s.ok), value, -jnp.inf)
 
+def objectives(make, settings: solver.SolverSettings):
+    """Jitted forward simulation and value+gradient (by jacfwd under forward mode)."""
+    f, _ = make(settings)
+    sim = jax.jit(lambda x: f(x)[1])
+    value = lambda x: f(x)[0]  # noqa: E731
     if settings.adjoint == "forward":
         def value_and_grad(x):
             def twice(y):
-                v = llh(y)
+                v = value(y)
                 return v, v
             g, v = jax.jacfwd(twice, has_aux=True)(x)
             return v, g
     else:
-        value_and_grad = jax.value_and_grad(llh)
-    return jax.jit(lambda x: sim(x)), jax.jit(value_and_grad)
+        value_and_grad = jax.value_and_grad(value)
+    return sim, jax.jit(value_and_grad)
 
 
 def timed(f, *a):
@@ -175,11 +216,12 @@ def reference_run(d, values, rtol: float, atol: float, warmup_min: float, protoc
 def main(argv=None):
     args = parse_args(argv)
     base = settings_from(args)
-    specs = [with_spec(base, s) for s in args.compare] if args.compare else [("settings", base)]
-    d, values, est = problem(args.data)
-    x0 = jnp.log(values[0, est])
-    print(f"{len(d.condition_ids)} conditions x {d.times.shape[1]} times, {len(d.lines)} lines, {len(est)} "
-          f"log-parameters, {len(d.y)} bands; jax {jax.__version__} on {jax.devices()[0].platform}")
+    specs = [with_spec(base, s) for s in (args.compare or [OLD, "new:"])]
+    data = dataset_folder(args.data)
+    d, values, x0, make = problem(data, args.objective)
+    print(f"{data}: {len(d.condition_ids)} conditions x {d.times.shape[1]} times, {len(d.lines)} lines, {len(d.y)} "
+          f"bands; objective {args.objective} with {len(x0)} coordinates; jax {jax.__version__} on "
+          f"{jax.devices()[0].platform}")
 
     print("scipy reference (tests/reference_model.py, Radau rtol 1e-10) ...", flush=True)
     t0 = time.perf_counter()
@@ -189,7 +231,7 @@ def main(argv=None):
     runs = []
     for name, s in specs:
         print(f"[{name}] {s}", flush=True)
-        fwd, vg = objectives(d, values, est, s)
+        fwd, vg = objectives(make, s)
         r = {"name": name, "settings": s, "fwd": fwd, "vg": vg, "fwd_t": [], "vg_t": []}
         r["compile_s"] = timed(fwd, x0)
         sim = fwd(x0)
@@ -223,7 +265,9 @@ def main(argv=None):
     g0 = runs[0].get("grad")
     print()
     print(f"{'name':<14} {'compile_s':>9} {'forward_ms':>10} {'grad_compile_s':>14} {'grad_ms':>8} "
-          f"{'steps':>6} {'max_cond':>8} {'rel_err':>8} {'ok':>3} {'grad_vs_first':>13}")
+          f"{'steps':>6} {'max_cond':>8} {'rel_err':>8} {'ok':>3} {'grad_vs_first':>13} {'fwd_x':>6} {'grad_x':>6}")
+    t_fwd0 = statistics.median(runs[0]["fwd_t"])
+    t_vg0 = statistics.median(runs[0]["vg_t"]) if runs[0]["vg_t"] else float("nan")
     for r in runs:
         fwd_ms = 1e3 * statistics.median(r["fwd_t"])
         grad_ms = 1e3 * statistics.median(r["vg_t"]) if r["vg_t"] else float("nan")
@@ -231,15 +275,16 @@ def main(argv=None):
         r["fwd_ms"], r["grad_ms"] = fwd_ms, grad_ms
         print(f"{r['name']:<14} {r['compile_s']:>9.1f} {fwd_ms:>10.1f} {r.get('grad_compile_s', float('nan')):>14.1f} "
               f"{grad_ms:>8.1f} {r['steps']:>6d} {r['max_steps_cond']:>8d} {r['err']:>8.1e} {'y' if r['ok'] else 'n':>3} "
-              f"{gdiff:>13.1e}")
-    first = runs[0]
+              f"{gdiff:>13.1e} {t_fwd0 / (fwd_ms / 1e3):>6.2f} {t_vg0 / (grad_ms / 1e3):>6.2f}")
+    print(f"(fwd_x, grad_x: how many times faster than {runs[0]['name']})")
+    first, last = runs[0], runs[-1]
     print()
     print(f"scipy reference, Radau rtol 1e-10 (reference_model.simulate per condition): {1e3 * ref_tight_s:.0f} ms; "
           f"ratio to JAX forward: {1e3 * ref_tight_s / first['fwd_ms']:.1f}x")
     if ref_fast_s is not None:
         print(f"scipy Radau rtol {base.rtol:g} / atol {base.atol:g}, steady state once per line: {1e3 * ref_fast_s:.0f} ms; "
               f"ratio to JAX forward: {1e3 * ref_fast_s / first['fwd_ms']:.1f}x")
-    print(f"compile_s={first['compile_s']:.1f} forward_ms={first['fwd_ms']:.1f} grad_ms={first['grad_ms']:.1f}")
+    print(f"compile_s={last['compile_s']:.1f} forward_ms={last['fwd_ms']:.1f} grad_ms={last['grad_ms']:.1f}")
 
 
 if __name__ == "__main__":

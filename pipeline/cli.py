@@ -7,6 +7,7 @@ problem on stderr (file, row, column, value, fix) with exit status 2 and no trac
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections import Counter
@@ -21,6 +22,9 @@ EXIT_BAD_INPUT = 2
 # XLA's C++ log prints harmless "algebraic simplifier is likely stuck" lines at ERROR level while
 # compiling the stiff solver; real failures still surface as Python errors. Set it to 0 to see them.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# JAX's persistent compilation cache: every command (and every Snakemake job) compiles the same solver code;
+# the second one loads it. Set JAX_COMPILATION_CACHE_DIR to move it, or to "" to switch it off.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path.home() / ".cache" / "pipeline" / "jax"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("problem", help="the PEtab problem's YAML file")
     p.add_argument("--rtol", type=float, help="solver relative tolerance (default 1e-10)")
     p.add_argument("--atol", type=float, help="solver absolute tolerance (default 1e-12)")
+    p.add_argument("--max-steps", type=int, help="most steps of one solve (default 8192)")
     p.set_defaults(run=_petab_llh)
 
     p = sub.add_parser("export-petab", help="write the config's model and dataset as a PEtab v1 problem")
@@ -173,7 +178,7 @@ def _fit_map(args) -> int:
 
     cfg = config.variant(config.load(args.config), args.variant)
     if "petab" in cfg:
-        from pipeline import petabfit
+        from pipeline.petab import fit as petabfit
 
         result = petabfit.run_map(cfg, log=_log)
     else:
@@ -222,7 +227,8 @@ def _fit_nuts(args) -> int:
 def _fit_nuts_petab(args, cfg: dict, map_result: dict) -> int:
     import json
 
-    from pipeline import ingest, petabfit
+    from pipeline import ingest
+    from pipeline.petab import fit as petabfit
     from pipeline.outputs import atomic_path
 
     idata, diag = petabfit.run_nuts(cfg, map_result, log=_log)
@@ -266,15 +272,17 @@ def _shifts(args) -> int:
 def _petab_llh(args) -> int:
     import jax
 
-    from pipeline import petabproblem
+    from pipeline.petab import problem as petabproblem
 
     problem = petabproblem.load(args.problem)
-    solver = petabproblem.Solver(**{k: getattr(args, k) for k in ("rtol", "atol") if getattr(args, k) is not None})
-    ll, ok = jax.jit(lambda x: petabproblem.log_likelihood(problem, x, solver))(problem.x_nominal)
+    settings = dataclasses.replace(petabproblem.REFERENCE, **{k: getattr(args, k) for k in ("rtol", "atol", "max_steps")
+                                                               if getattr(args, k, None) is not None})
+    ll, ok = jax.jit(lambda x: petabproblem.log_likelihood(problem, x, settings))(problem.x_nominal)
     print(f"{problem.name}: {len(problem.y)} measurements, {len(problem.simulations)} simulations, "
           f"{len(problem.x_ids)} estimated parameters at their nominal values")
     if not bool(ok):
-        print("petab-llh: a solve failed at the nominal parameters; try looser --rtol/--atol", file=sys.stderr)
+        print("petab-llh: a solve failed at the nominal parameters; try --max-steps 100000 or looser --rtol/--atol",
+              file=sys.stderr)
         return 1
     print(f"llh={float(ll):.10g}")
     return 0
@@ -285,7 +293,8 @@ def _export_petab(args) -> int:
 
     import numpy as np
 
-    from pipeline import config, dataset, fit, ingest, petabexport
+    from pipeline import config, dataset, fit, ingest
+    from pipeline.petab import export as petabexport
     from pipeline.outputs import atomic_dir
 
     cfg = config.load(args.config)

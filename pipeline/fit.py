@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from pipeline import design, mapfit, sampling, simulate
+from pipeline import design, mapfit, sampling, solver
 from pipeline import vocabulary as v
 from pipeline.outputs import atomic_path
 from pipeline.posterior import Model
@@ -29,7 +29,7 @@ SHIFT_COLUMNS = ["cell_line", "mechanism", "parameter", "median_log2_fc", "ci90_
 
 
 def model(config: dict, ds: xr.Dataset) -> Model:
-    return Model(config, design.from_dataset(ds), simulate.SolverSettings(**config["solver"]))
+    return Model(config, design.from_dataset(ds), solver.SolverSettings(**config["solver"]))
 
 
 def _key(config: dict, stage: int):

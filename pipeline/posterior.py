@@ -35,7 +35,7 @@ import scipy.special
 from jax.scipy import stats
 
 from pipeline import design as design_mod
-from pipeline import observation, parameters, simulate, variant
+from pipeline import observation, parameters, simulate, solver, variant
 from pipeline.vocabulary import TARGETS
 
 LN10 = math.log(10.0)
@@ -45,7 +45,7 @@ TINY = 1e-12  # floor of a model value before its log (solver round-off can make
 class Model:
     """Priors, shifts and the blot likelihood of one analysis; every method is a pure JAX function of `u`."""
 
-    def __init__(self, config: dict, design: design_mod.Design, settings: simulate.SolverSettings):
+    def __init__(self, config: dict, design: design_mod.Design, settings: solver.SolverSettings):
         table, names = parameters.table(), parameters.names()
         prior = config["prior"]
         self.design, self.settings = design, settings

@@ -112,7 +112,7 @@ def build_figures(idata: az.InferenceData, shifts: pd.DataFrame | None, threshol
     """name -> matplotlib figure, in the order of the report; facts: `summaries(idata)`; shifts: None for a
     PEtab problem."""
     if shifts is None:
-        from pipeline import petabfit
+        from pipeline.petab import fit as petabfit
 
         out = {"predictive": petabfit.plot_predictive(idata)}
     else:

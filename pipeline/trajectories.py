@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from pipeline import design, network, observation, parameters, simulate, variant  # noqa: E402
+from pipeline import design, network, observation, parameters, simulate, solver, variant  # noqa: E402
 from pipeline import vocabulary as v  # noqa: E402
 
 
@@ -30,7 +30,7 @@ def time_grid(last_min: float, measured, n: int) -> np.ndarray:
 
 
 def run(config: dict, data: xr.Dataset) -> xr.Dataset:
-    settings = simulate.SolverSettings(**config["solver"])
+    settings = solver.SolverSettings(**config["solver"])
     d = design.from_dataset(data)
     grid = time_grid(float(data[v.TIME_MIN].max()), data[v.TIME_MIN].values, config["simulate"]["n_times"])
     by_line = variant.line_values(config, d.lines)

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from pipeline import network, parameters, simulate
+from pipeline import network, parameters, simulate, solver
 from pipeline.vocabulary import TARGETS
 
 TIMES = np.array([0.0, 5.0, 7.0, 15.0, 30.0, 60.0, 120.0, 240.0, 720.0, 1440.0])  # min since the stimulus / drug
@@ -411,7 +411,7 @@ def test_unique_steady_state_over_prior_draws(prior_runs):
 
     def both_starts(v, y0s):
         p = network.as_dict(v)
-        return jax.vmap(lambda y0: simulate.steady_state(p, simulate.SolverSettings(), y0))(y0s)
+        return jax.vmap(lambda y0: simulate.steady_state(p, solver.SolverSettings(), y0))(y0s)
 
     def jacobian(v, y):
         p = network.as_dict(v)

@@ -182,12 +182,12 @@ def test_hill_slopes_are_estimated_for_drugs_given_at_two_or_more_doses(tmp_path
 def test_every_solver_key_is_a_solver_setting():
     import dataclasses
 
-    from pipeline import simulate
+    from pipeline import solver
     from pipeline.yamlschema import schema
 
     keys = schema("config")["properties"]["solver"]["properties"]
-    assert set(keys) <= {f.name for f in dataclasses.fields(simulate.SolverSettings)}
-    assert simulate.SolverSettings(**{"rtol": 1e-5, "solver": "Kvaerno4"}).rtol == 1e-5
+    assert set(keys) <= {f.name for f in dataclasses.fields(solver.SolverSettings)}
+    assert solver.SolverSettings(**{"rtol": 1e-5, "solver": "Kvaerno4"}).rtol == 1e-5
 
 
 def test_a_variant_replaces_only_its_model_keys(tmp_path):

@@ -13,12 +13,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pipeline import drugs, network, parameters, simulate
+from pipeline import drugs, network, parameters, simulate, solver
 from pipeline import vocabulary as v
 from pipeline.problems import InputError
 
 ROOT = Path(__file__).parents[1]
-TIGHT = simulate.SolverSettings(rtol=1e-10, atol=1e-12, max_steps=200_000)
+TIGHT = solver.SolverSettings(rtol=1e-10, atol=1e-12, max_steps=200_000)
 
 
 def test_table_holds_the_drugs_in_order_with_their_sites_and_parameters():

@@ -28,7 +28,6 @@ CONFIG = {
     "seed": 3,
     "model": {"estimate": ["kd_T", "IC50_MK2206"],
               "shift_mechanisms": ["akt_allosteric_binding", "pim_parallel_kinase"]},
-    "solver": {"rtol": 1.0e-5},
     "map": {"starts": 4, "steps": 40},
     "nuts": {"chains": CHAINS, "warmup": WARMUP, "samples": SAMPLES},
 }

@@ -15,7 +15,7 @@ import yaml
 from jax.scipy import stats as jstats
 from scipy import integrate, stats
 
-from pipeline import compare, config, dataset, design, ingest, observation, simulate
+from pipeline import compare, config, dataset, design, ingest, observation, solver
 from pipeline.posterior import Model
 
 NU = 4.0
@@ -210,7 +210,7 @@ def test_model_takes_the_noise_of_the_config_and_of_a_variant(tmp_path):
     assert (base["model"]["noise"], base["model"]["noise_df"]) == ("lognormal", 4)
     robust = config.variant(base, "robust")
     the_design = design.from_dataset(ingest.to_xarray(dataset.load(ONE_SHIFT)))
-    m_n, m_t = (_Flat(c, the_design, simulate.SolverSettings()) for c in (base, robust))
+    m_n, m_t = (_Flat(c, the_design, solver.SolverSettings()) for c in (base, robust))
     u = 0.3 * jax.random.normal(jax.random.PRNGKey(0), (m_t.dim,))
     log_h = jnp.log(m_t.predictions(u)[0])
     sigma = m_t.sigma(u)[m_t.band_target]

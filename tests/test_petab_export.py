@@ -11,7 +11,8 @@ import pytest
 import sympy as sp
 import yaml
 
-from pipeline import cli, config, dataset, fit, ingest, petabexport
+from pipeline import cli, config, dataset, fit, ingest
+from pipeline.petab import export as petabexport
 
 ONE_SHIFT = Path(__file__).parent / "data" / "one_shift"
 
@@ -120,10 +121,10 @@ def test_roadrunner_gets_our_log_likelihood(exported):
 
 
 def test_our_importer_reads_the_export_back(exported):
-    """The round trip: pipeline.petabproblem on the exported files gives the same log-likelihood."""
+    """The round trip: pipeline.petab.problem on the exported files gives the same log-likelihood."""
     import jax
 
-    from pipeline import petabproblem
+    from pipeline.petab import problem as petabproblem
 
     yaml_path, ours = exported
     problem = petabproblem.load(yaml_path)

@@ -11,7 +11,7 @@ import numpyro.distributions as dist
 import pytest
 import yaml
 
-from pipeline import config, dataset, design, ingest, mapfit, parameters, sampling, simulate
+from pipeline import config, dataset, design, ingest, mapfit, parameters, sampling, solver
 from pipeline.posterior import LN10, Model
 
 ONE_SHIFT = Path(__file__).parent / "data" / "one_shift"
@@ -29,7 +29,7 @@ def _config(tmp_path, **over):
 
 
 def _model(cfg, cls=Model):
-    return cls(cfg, design.from_dataset(ingest.to_xarray(dataset.load(ONE_SHIFT))), simulate.SolverSettings())
+    return cls(cfg, design.from_dataset(ingest.to_xarray(dataset.load(ONE_SHIFT))), solver.SolverSettings())
 
 
 @pytest.mark.parametrize("shift_prior", ["laplace", "horseshoe"])

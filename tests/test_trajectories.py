@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import xarray as xr
 
 from pipeline import config, dataset, ingest, parameters, simulate, trajectories
 from pipeline import vocabulary as v

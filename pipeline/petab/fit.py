@@ -16,6 +16,7 @@ bounds over many decades most uniform starts fail to solve.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from typing import Callable
@@ -29,7 +30,9 @@ import scipy.stats
 import xarray as xr
 from jax.scipy import stats
 
-from pipeline import figures, fit, petabproblem
+from pipeline import figures, fit
+from pipeline.petab import problem as petabproblem
+from pipeline.solver import SolverSettings
 from pipeline.problems import InputError, Problem as Issue
 
 PRIORS = ("parameterScaleUniform", "parameterScaleNormal", "parameterScaleLaplace")
@@ -40,8 +43,9 @@ Y = "y"
 class PetabModel:
     """The posterior of a PEtab problem on u (see the module docstring); every method is pure JAX."""
 
-    def __init__(self, problem: petabproblem.Problem, solver: petabproblem.Solver, start_sd: float | None = None):
-        self.problem, self.solver, self.start_sd = problem, solver, start_sd
+    def __init__(self, problem: petabproblem.Problem, settings: SolverSettings = petabproblem.REFERENCE,
+                 start_sd: float | None = None):
+        self.problem, self.settings, self.start_sd = problem, settings, start_sd
         self.coords = problem.x_ids
         self.dim = len(self.coords)
         self.lower, self.upper = problem.x_lower, problem.x_upper
@@ -61,7 +65,7 @@ class PetabModel:
         return jnp.sum(dens + jac)
 
     def log_likelihood(self, u, log_y=None):
-        return petabproblem.log_likelihood(self.problem, self.x(u), self.solver, log_y)
+        return petabproblem.log_likelihood(self.problem, self.x(u), self.settings, log_y)
 
     def log_density(self, u, log_y=None):
         ll, ok = self.log_likelihood(u, log_y)
@@ -85,7 +89,7 @@ class PetabModel:
     def observe(self, u, key):
         """Per posterior draw: model values h, noise parameters, log-likelihood per row, a replicate dataset."""
         values = self.problem.all_values(self.x(u))
-        h, sigma, ok = petabproblem.predictions(self.problem, values, self.solver)
+        h, sigma, ok = petabproblem.predictions(self.problem, values, self.settings)
         log_lik = petabproblem.row_log_likelihood(self.problem, h, sigma)
         tr = self.problem.transformation[self.problem.row_obs]
         dist = self.problem.distribution[self.problem.row_obs]
@@ -126,9 +130,8 @@ def _priors(problem: petabproblem.Problem):
 
 
 def model(config: dict) -> PetabModel:
-    s = config["solver"]
-    solver = petabproblem.Solver(**{k: s[k] for k in ("rtol", "atol", "max_steps") if k in s})
-    return PetabModel(petabproblem.load(config["petab"]), solver, config["map"].get("start_sd"))
+    settings = dataclasses.replace(petabproblem.REFERENCE, **config["solver"])
+    return PetabModel(petabproblem.load(config["petab"]), settings, config["map"].get("start_sd"))
 
 
 def run_map(config: dict, log: Callable[[str], None] = print) -> dict:

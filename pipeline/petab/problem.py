@@ -15,7 +15,7 @@ PEtab semantics (v1):
   parameter ids; a species cell sets that species' initial value after any pre-equilibration
   (an empty cell keeps the pre-equilibrated value);
 - pre-equilibration runs the pre-equilibration condition from the model's initial values to a
-  steady state (diffrax's steady-state event);
+  steady state (`pipeline.solver.steady_state`, by default integration to diffrax's steady-state event);
 - `observableParameter<k>_<observable>` and `noiseParameter<k>_<observable>` in the formulas take
   the k-th entry of the row's `observableParameters` / `noiseParameters` (numbers or parameter ids);
 - log-likelihood: natural log, all constants, normal or Laplace noise on the lin, log or log10
@@ -37,7 +37,9 @@ import numpy as np
 import pandas as pd
 import sympy as sp
 
-from pipeline import sbml
+from pipeline import solver
+from pipeline.petab import sbml
+from pipeline.solver import SolverSettings
 from pipeline.problems import InputError, Problem as Issue, display_path
 
 jax.config.update("jax_enable_x64", True)
@@ -47,17 +49,10 @@ TRANSFORMATIONS = ("lin", "log", "log10")
 DISTRIBUTIONS = ("normal", "laplace")
 
 
-@dataclass(frozen=True)
-class Solver:
-    """Numerics of the imported model's solves (defaults: tight, for reference log-likelihoods; a fit config may
-    loosen them)."""
-
-    rtol: float = 1e-10
-    atol: float = 1e-12
-    max_steps: int = 8192
-    steady_rtol: float = 1e-10  # pre-equilibration ends where |dx/dt| < steady_atol + steady_rtol * |x|
-    steady_atol: float = 1e-12
-    steady_t_max: float = 1e9
+REFERENCE = SolverSettings(rtol=1e-10, atol=1e-12, max_steps=8192, preequilibration="event")
+"""Numerics of the imported model's solves by default: tight, for reference log-likelihoods (a fit config may
+loosen them). Pre-equilibration integrates to the steady-state event (no Newton solve: models with conserved
+moieties have a singular Jacobian)."""
 
 
 @dataclass(eq=False)
@@ -140,41 +135,29 @@ def _pick(const, index, values):
     return jnp.where(index >= 0, values[jnp.maximum(index, 0)], const)
 
 
-def simulate(problem: Problem, values, solver: Solver = Solver()):
+def simulate(problem: Problem, values, settings: SolverSettings = REFERENCE):
     """(states [C, T, S] at `problem.times`, ok [C]) for linear parameter-table values [Q]."""
     p_model = _pick(problem.p_const, problem.p_index, values)
     pre_p = _pick(problem.pre_p_const, problem.pre_p_index, values)
     x0_override = _pick(problem.x0_const, problem.x0_index, values)
-    term = diffrax.ODETerm(lambda t, x, p: problem.rhs(t, x, p))
-    ts = jnp.asarray(problem.times)
 
     def one(p, pp, preeq, override, times):
         x0, ok = problem.initial(p), jnp.asarray(True)
         if problem.has_preeq.any():
-            x_pre = problem.initial(pp)
-            event = diffrax.Event(diffrax.steady_state_event(rtol=solver.steady_rtol, atol=solver.steady_atol))
-            pre = diffrax.diffeqsolve(term, diffrax.Kvaerno5(), 0.0, solver.steady_t_max, None, x_pre, args=pp,
-                                      saveat=diffrax.SaveAt(t1=True), event=event, throw=False,
-                                      stepsize_controller=diffrax.PIDController(rtol=solver.rtol, atol=solver.atol),
-                                      max_steps=solver.max_steps)
-            x0 = jnp.where(preeq, pre.ys[-1], x0)
-            ok = jnp.where(preeq, pre.result == diffrax.RESULTS.event_occurred, True)
+            x_pre, pre_ok = solver.steady_state(problem.rhs, problem.initial(pp), pp, settings, autonomous=False)
+            x0 = jnp.where(preeq, x_pre, x0)
+            ok = jnp.where(preeq, pre_ok, True)
         x0 = jnp.where(jnp.isnan(override), x0, override)
-        controller = diffrax.PIDController(rtol=solver.rtol, atol=solver.atol)
-        jumps = problem.jump_fns(p)
-        if jumps.shape[0]:
-            controller = diffrax.ClipStepSizeController(controller, jump_ts=jumps)
-        sol = diffrax.diffeqsolve(term, diffrax.Kvaerno5(), 0.0, times[-1], None, x0, args=p,
-                                  saveat=diffrax.SaveAt(ts=times), stepsize_controller=controller,
-                                  max_steps=solver.max_steps, throw=False)
-        return sol.ys, ok & (sol.result == diffrax.RESULTS.successful)
+        sol = solver.solve(problem.rhs, x0, 0.0, times[-1], p, diffrax.SaveAt(ts=times), settings,
+                           autonomous=False, jump_ts=problem.jump_fns(p))
+        return sol.ys, ok & solver.succeeded(sol)
 
-    return jax.vmap(one)(p_model, pre_p, jnp.asarray(problem.has_preeq), x0_override, ts)
+    return jax.vmap(one)(p_model, pre_p, jnp.asarray(problem.has_preeq), x0_override, jnp.asarray(problem.times))
 
 
-def predictions(problem: Problem, values, solver: Solver = Solver()):
+def predictions(problem: Problem, values, settings: SolverSettings = REFERENCE):
     """(model value h [N], noise parameter sigma [N], ok) of every measurement row."""
-    states, ok = simulate(problem, values, solver)
+    states, ok = simulate(problem, values, settings)
     p_model = _pick(problem.p_const, problem.p_index, values)
     x_rows = states[problem.row_sim, problem.row_time]
     t_rows = jnp.asarray(problem.times)[problem.row_sim, problem.row_time]
@@ -207,10 +190,10 @@ def row_log_likelihood(problem: Problem, h, sigma, y=None):
     return jnp.where(dist == 0, normal, laplace) - jacobian
 
 
-def log_likelihood(problem: Problem, x, solver: Solver = Solver(), y=None):
+def log_likelihood(problem: Problem, x, settings: SolverSettings = REFERENCE, y=None):
     """(log-likelihood, ok) at the estimated parameters x (parameter scale, `problem.x_ids` order), of the
     measurements y (default: the problem's)."""
-    h, sigma, ok = predictions(problem, problem.all_values(x), solver)
+    h, sigma, ok = predictions(problem, problem.all_values(x), settings)
     ll = jnp.sum(row_log_likelihood(problem, h, sigma, y))
     return ll, ok & jnp.isfinite(ll)
 
