@@ -33,7 +33,12 @@ A[3, :3] = [-6.954028509809101, 2.489845061869568, -10.358996098473584]
 A[4, :4] = [2.8029986275628964, 0.5072464736228206, -0.3988312541770524, -0.04721187230404641]
 A[5, :5] = [-7.502846399306121, 2.561846144803919, -11.627539656261098, -0.18268767659942256,
             0.030198172008377946]
-C = np.zeros((8, 7))
+# every stage point as y0 + A_FULL[i] @ U (stage 7 is stage 6's plus U_6, stage 8's plus U_7 too)
+A_FULL = np.zeros((8, 8))
+A_FULL[:6, :5] = A
+A_FULL[6] = A_FULL[5] + np.eye(8)[5]
+A_FULL[7] = A_FULL[6] + np.eye(8)[6]
+C = np.zeros((8, 8))
 C[1, :1] = [-14.155112264123755]
 C[2, :2] = [-17.97296035885952, -2.859693295451294]
 C[3, :3] = [147.12150275711716, -1.41221402718213, 71.68940251302358]
@@ -104,7 +109,6 @@ class Rodas5P(AbstractAdaptiveSolver):
         empty = t1 == t0
         h = jnp.where(empty, 1.0, t1 - t0)
         f = lambda t, y: terms.vf(t, y, args)  # noqa: E731
-        f0 = f(t0, y0)
         jac = jax.jacfwd(lambda y: f(t0, y))(y0)
         if self.autonomous:
             dfdt = jnp.zeros_like(y0)
@@ -112,22 +116,18 @@ class Rodas5P(AbstractAdaptiveSolver):
             dfdt = jax.jvp(lambda t: f(t, y0), (t0,), (jnp.ones_like(t0),))[1]
         w = jnp.eye(y0.shape[0]) / (h * GAMMA) - jac
         lu = jsl.lu_factor(w)
-        us = []
-        y_stage = y0
-        for i in range(8):
-            if i == 0:
-                rhs = f0 + (D[0] * h) * dfdt
-            else:
-                if i < 6:
-                    y_stage = y0 + sum(A[i, j] * us[j] for j in range(i))
-                else:
-                    y_stage = y_stage + us[i - 1]
-                coupling = sum(C[i, j] * us[j] for j in range(i)) / h
-                rhs = f(t0 + CT[i] * h, y_stage) + coupling + (D[i] * h) * dfdt
-            us.append(jsl.lu_solve(lu, rhs))
-        y1 = jnp.where(empty, y0, y_stage + us[7])
+
+        # the eight stages in one loop, so the vector field is traced once (compile time), not unrolled
+        a, c, ct, d = (jnp.asarray(m) for m in (A_FULL, C, CT, D))
+
+        def stage(i, us):
+            rhs = f(t0 + ct[i] * h, y0 + a[i] @ us) + (c[i] @ us) / h + (d[i] * h) * dfdt
+            return us.at[i].set(jsl.lu_solve(lu, rhs))
+
+        us = jax.lax.fori_loop(0, 8, stage, jnp.zeros((8,) + y0.shape, y0.dtype))
+        y1 = jnp.where(empty, y0, y0 + a[7] @ us + us[7])
         error = jnp.where(empty, 0.0, us[7])
-        k = jnp.where(empty, 0.0, jnp.stack([sum(H[r, j] * us[j] for j in range(8)) for r in range(3)]))
+        k = jnp.where(empty, 0.0, jnp.asarray(H) @ us)
         result = RESULTS.where(jnp.all(jnp.isfinite(y1)), RESULTS.successful, RESULTS.singular)
         return y1, error, dict(y0=y0, y1=y1, k=k), None, result
 

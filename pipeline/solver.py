@@ -129,18 +129,39 @@ def _ptc(f, y0, settings: SolverSettings):
     return y, r <= 0.1 * settings.steady_tol
 
 
+def _implicit(f, y_ss, y0, args, null_rtol: float = 1e-11):
+    """y_ss (a steady state of f reached from y0, carrying no gradient) with the implicit-function-theorem
+    gradient: dy*/dtheta solves J dy = -df/dtheta and L dy = L dy0/dtheta, where the rows of L span the left
+    null space of J = df/dy at y_ss (conserved moieties, L f = 0: what stays of the initial state).
+
+    Differentiating through an event-terminated integration instead gives wrong steady-state sensitivities
+    (diffrax 0.7.2; the sensitivities have not converged when the states have; tests/test_solver.py).
+    The value is y_ss unchanged: r - stop_gradient(r) is zero, only its derivative is not.
+    """
+    const = jax.lax.stop_gradient(args)
+    jac = jax.jacfwd(lambda y: f(y, const))(y_ss)
+    u, s, _ = jnp.linalg.svd(jac)
+    null = s <= null_rtol * s[0]
+    left = u.T * null[:, None]  # left singular vectors of zero singular values; zero rows elsewhere
+    system = jnp.concatenate([jac, left])
+    r = jnp.concatenate([f(y_ss, args), -(left @ y0)])
+    return y_ss - jnp.linalg.pinv(system) @ (r - jax.lax.stop_gradient(r))
+
+
 def steady_state(vector_field, y0, args, settings: SolverSettings, *, autonomous: bool = True):
     """(y*, ok): a steady state of dy/dt = vector_field(t, y, args) reached from y0.
 
     warmup/ptc: a warm start that carries no gradient, then a Newton root solve of f(y) = 0, whose gradient
     is the implicit-function-theorem one (optimistix's ImplicitAdjoint); ok needs |f(y*)| < steady_tol.
-    event: integration until the steady-state event; the gradient goes through the integration.
+    event: integration until the steady-state event, with the implicit-function-theorem gradient (`_implicit`).
     """
     if settings.preequilibration == "event":
         event = diffrax.Event(diffrax.steady_state_event(rtol=settings.steady_rtol, atol=settings.steady_atol))
-        sol = solve(vector_field, y0, 0.0, settings.steady_t_max, args, diffrax.SaveAt(t1=True), settings,
-                    autonomous=autonomous, event=event)
-        return sol.ys[-1], sol.result == diffrax.RESULTS.event_occurred
+        sol = solve(vector_field, jax.lax.stop_gradient(y0), 0.0, settings.steady_t_max, jax.lax.stop_gradient(args),
+                    diffrax.SaveAt(t1=True), settings, autonomous=autonomous, event=event)
+        t_end = jax.lax.stop_gradient(sol.ts[-1])
+        y_ss = _implicit(lambda y, a: vector_field(t_end, y, a), jax.lax.stop_gradient(sol.ys[-1]), y0, args)
+        return y_ss, sol.result == diffrax.RESULTS.event_occurred
     const = jax.lax.stop_gradient(args)
     if settings.preequilibration == "ptc":
         y_warm, warm_ok = _ptc(lambda y: vector_field(0.0, y, const), y0, settings)
