@@ -10,7 +10,7 @@ CORES ?= 2
 
 # The supported Pythons other than the default get a quick subset (CI: .ci/run), each in its own venv:
 #   make test-quick PYTHON=python3.12 VENV=.venv-3.12
-QUICK := tests/test_rosenbrock.py tests/test_packaging.py "tests/test_petab.py::test_toy_problem_matches_its_closed_form" \
+QUICK := tests/test_rosenbrock.py tests/test_solver.py tests/test_packaging.py "tests/test_petab.py::test_toy_problem_matches_its_closed_form" \
 	"tests/test_petab.py::test_published_log_likelihood[Fujita_SciSignal2010]" \
 	"tests/test_petab.py::test_published_log_likelihood[Weber_BMC2015]"
 
