@@ -301,6 +301,10 @@ def _export_petab(args) -> int:
     if "petab" in cfg:
         raise InputError([Problem(args.config, "is already a PEtab problem", key="petab",
                                   fix="export a config with a `dataset:`")])
+    if cfg["model"]["noise"] != "lognormal":  # PEtab v1 noise: normal or Laplace (on the observable's scale)
+        raise InputError([Problem(args.config, "has no PEtab v1 form: PEtab v1 noise is normal or Laplace",
+                                  key="model.noise", value=cfg["model"]["noise"],
+                                  fix="export with `model: {noise: lognormal}` (the exported noise is normal on log y)")])
     ds = ingest.to_xarray(dataset.load(cfg["dataset"]))
     m = fit.model(cfg, ds)
     u = petabexport.nominal_point(m)

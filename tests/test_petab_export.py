@@ -107,6 +107,15 @@ def test_export_command_writes_a_problem(tmp_path, capsys):
         "conditions.tsv", "measurements.tsv", "model.xml", "observables.tsv", "parameters.tsv", "problem.yaml"]
 
 
+def test_student_t_noise_is_refused_by_name_not_exported_as_normal(tmp_path, capsys):
+    raw = {"analysis": "t", "dataset": str(ONE_SHIFT), "model": {"noise": "student_t"}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(raw))
+    assert cli.main(["export-petab", str(tmp_path / "config.yaml"), "--out", str(tmp_path / "petab")]) != 0
+    err = capsys.readouterr().err
+    assert "model.noise" in err and "student_t" in err and "lognormal" in err and "Traceback" not in err
+    assert not (tmp_path / "petab").exists()
+
+
 def test_exported_problem_passes_petablint(exported):
     import petab.v1 as petab
 
