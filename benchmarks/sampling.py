@@ -1,0 +1,121 @@
+"""Benchmark of the posterior sampler: several NUTS settings side by side on one posterior.
+
+    python benchmarks/sampling.py configs/example.yaml
+    python benchmarks/sampling.py CONFIG --compare "dense:" "diag:dense_mass=false" "identity:mass_init=identity"
+    python benchmarks/sampling.py CONFIG --set seed=3 --set map.starts=4 --set nuts.warmup=100
+
+One MAP (the config's `map:` section) gives the starting points and the Hessian; then each setting (a name
+and `nuts:` keys on top of the config's, `name:key=value,...`) draws with `pipeline.fit.sample`, the code
+path of the `fit_nuts` stage. Printed per setting: wall time (warmup, which includes compiling that setting's
+kernel, and sampling), gradient
+evaluations (leapfrog steps, warmup included), min bulk ESS per second of total wall time and per 1000
+gradient evaluations, max R-hat, min bulk and tail ESS, divergences and solver failures. ESS and R-hat
+are over every unconstrained coordinate of the model (`Model.coords`), the sampler's own space.
+The last line is `<name> ess_per_s=<x> ess_per_kgrad=<y> max_rhat=<z>` of each setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import arviz as az
+import numpy as np
+import yaml
+
+from pipeline import config as configuration
+from pipeline import dataset, fit, ingest
+
+NUTS_KEYS = ("chains", "warmup", "samples", "target_accept", "max_tree_depth", "dense_mass", "mass_init",
+             "chain_method", "init_tolerance", "progress")
+
+
+def _value(text: str):
+    return yaml.safe_load(text)
+
+
+def parse_spec(spec: str) -> tuple[str, dict]:
+    name, _, rest = spec.partition(":")
+    out = {}
+    for item in filter(None, rest.split(",")):
+        key, _, value = item.partition("=")
+        if key not in NUTS_KEYS:
+            raise SystemExit(f"--compare {spec!r}: {key!r} is not a nuts key (one of {', '.join(NUTS_KEYS)})")
+        out[key] = _value(value)
+    return name, out
+
+
+def load_config(path: str, sets: list[str]) -> dict:
+    raw = yaml.safe_load(Path(path).read_text())
+    for item in sets:
+        key, _, value = item.partition("=")
+        node = raw
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = _value(value)
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as tmp:
+        yaml.safe_dump(raw, tmp)
+    return configuration.load(tmp.name)
+
+
+def summary(draws) -> dict:
+    post = az.convert_to_inference_data({"u": draws.u}).posterior
+    chains = draws.u.shape[0]
+    bulk = az.ess(post, method="bulk")["u"].values
+    tail = az.ess(post, method="tail")["u"].values
+    rhat = az.rhat(post)["u"].values if chains > 1 else np.array([np.nan])
+    grads = int(draws.stats["num_steps"].sum() + draws.warmup_steps.sum())
+    wall = draws.wall_warmup_s + draws.wall_sampling_s
+    return {"wall_warmup_s": draws.wall_warmup_s, "wall_sampling_s": draws.wall_sampling_s, "wall_s": wall,
+            "grads": grads, "min_bulk": float(np.min(bulk)), "min_tail": float(np.min(tail)),
+            "max_rhat": float(np.max(rhat)), "ess_per_s": float(np.min(bulk)) / wall,
+            "ess_per_kgrad": 1e3 * float(np.min(bulk)) / grads,
+            "divergences": int(draws.stats["diverging"].sum()), "failures": int(draws.failures.sum()),
+            "steps_per_iter": float(draws.stats["num_steps"].mean())}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("config")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config key (dotted, e.g. nuts.warmup=100); repeatable")
+    ap.add_argument("--compare", nargs="+", default=["dense:", "diag:dense_mass=false"], metavar="NAME:KEY=VALUE,...")
+    args = ap.parse_args(argv)
+    config = load_config(args.config, args.set)
+    specs = [parse_spec(s) for s in args.compare]
+    ds = ingest.to_xarray(dataset.load(config["dataset"]))
+    m = fit.model(config, ds)
+    print(f"{config['dataset']}: {m.dim} coordinates ({len(m.estimated)} estimated per line, "
+          f"{len(m.shift_params)} shiftable); nuts {config['nuts']}", flush=True)
+    t0 = time.perf_counter()
+    map_result = fit.map_fits(m, config, lambda u: {}, log=lambda s: None)
+    print(f"MAP: {time.perf_counter() - t0:.0f} s (compile included)", flush=True)
+    rows = []
+    for name, over in specs:
+        cfg = copy.deepcopy(config)
+        cfg["nuts"].update(over)
+        t0 = time.perf_counter()
+        draws = fit.sample(m, cfg, map_result, (fit.model, (cfg, ds)), log=lambda s: None)
+        row = {"name": name, "setting": over, "process_s": time.perf_counter() - t0, **summary(draws)}
+        rows.append(row)
+        print(f"[{name}] {over}: {row['process_s']:.0f} s", flush=True)
+    print()
+    print(f"{'name':<12} {'warmup_s':>8} {'sample_s':>8} {'grads':>7} {'steps/it':>8} {'ESS/s':>7} {'ESS/kgrad':>9} "
+          f"{'max_rhat':>8} {'bulk':>6} {'tail':>6} {'div':>4} {'fail':>4}")
+    for r in rows:
+        print(f"{r['name']:<12} {r['wall_warmup_s']:>8.0f} {r['wall_sampling_s']:>8.0f} {r['grads']:>7d} "
+              f"{r['steps_per_iter']:>8.1f} {r['ess_per_s']:>7.3f} {r['ess_per_kgrad']:>9.2f} {r['max_rhat']:>8.3f} "
+              f"{r['min_bulk']:>6.0f} {r['min_tail']:>6.0f} {r['divergences']:>4d} {r['failures']:>4d}")
+    print("(warmup_s includes compiling each setting's NUTS kernel; ESS/s over warmup + sampling)")
+    for r in rows:
+        print(f"{r['name']} ess_per_s={r['ess_per_s']:.4f} ess_per_kgrad={r['ess_per_kgrad']:.3f} "
+              f"max_rhat={r['max_rhat']:.4f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
