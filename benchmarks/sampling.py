@@ -58,9 +58,10 @@ def load_config(path: str, sets: list[str]) -> dict:
         for p in parents:
             node = node.setdefault(p, {})
         node[leaf] = _value(value)
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as tmp:
-        yaml.safe_dump(raw, tmp)
-    return configuration.load(tmp.name)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / Path(path).name
+        path.write_text(yaml.safe_dump(raw))
+        return configuration.load(path)
 
 
 def summary(draws) -> dict:
