@@ -34,10 +34,6 @@ NUTS_KEYS = ("chains", "warmup", "samples", "target_accept", "max_tree_depth", "
              "chain_method", "init_tolerance", "progress")
 
 
-def _value(text: str):
-    return yaml.safe_load(text)
-
-
 def parse_spec(spec: str) -> tuple[str, dict]:
     name, _, rest = spec.partition(":")
     out = {}
@@ -45,7 +41,7 @@ def parse_spec(spec: str) -> tuple[str, dict]:
         key, _, value = item.partition("=")
         if key not in NUTS_KEYS:
             raise SystemExit(f"--compare {spec!r}: {key!r} is not a nuts key (one of {', '.join(NUTS_KEYS)})")
-        out[key] = _value(value)
+        out[key] = yaml.safe_load(value)
     return name, out
 
 
@@ -57,7 +53,7 @@ def load_config(path: str, sets: list[str]) -> dict:
         *parents, leaf = key.split(".")
         for p in parents:
             node = node.setdefault(p, {})
-        node[leaf] = _value(value)
+        node[leaf] = yaml.safe_load(value)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / Path(path).name
         path.write_text(yaml.safe_dump(raw))

@@ -84,11 +84,6 @@ _X_GRID = np.tan(np.pi * _S_GRID / 2)
 _LOG_DX_GRID = np.log(np.pi / 2) + np.log1p(_X_GRID**2) + np.log(2.0 / N_GRID)
 
 
-def student_t_logpdf(x, sigma, df):
-    """log density of x ~ t(df, 0, sigma)."""
-    return stats.t.logpdf(x, df, loc=0.0, scale=sigma)
-
-
 def _t_nodes(r, group, sigma, n_groups: int, df):
     """(centre c_g, width b_g, n_g) of every group's quadrature, outside the gradient."""
     r, sigma = jax.lax.stop_gradient(r), jax.lax.stop_gradient(sigma)
@@ -111,7 +106,7 @@ def _t_nodes(r, group, sigma, n_groups: int, df):
 
 def _t_log_integrand(r, group, sigma, n_groups: int, df, a):
     """log prod_{i in g} t(r_i - a_g; df, sigma_i) for a: [G, K] log scales, -> [G, K]."""
-    per_band = student_t_logpdf(r[:, None] - a[group], sigma[:, None], df)
+    per_band = stats.t.logpdf(r[:, None] - a[group], df, scale=sigma[:, None])
     return jax.ops.segment_sum(per_band, group, n_groups)
 
 
@@ -169,7 +164,7 @@ def lognormal_log_likelihood(log_y, mean, sigma):
 
 def student_t_log_likelihood(log_y, mean, sigma, df):
     """log density of each band y given its log mean under Student-t(df) noise on log y [N]."""
-    return student_t_logpdf(log_y - mean, sigma, df) - log_y
+    return stats.t.logpdf(log_y, df, loc=mean, scale=sigma) - log_y
 
 
 class Noise(NamedTuple):
