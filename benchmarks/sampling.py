@@ -30,7 +30,7 @@ import yaml
 from pipeline import config as configuration
 from pipeline import dataset, fit, ingest
 
-NUTS_KEYS = ("chains", "warmup", "samples", "target_accept", "max_tree_depth", "dense_mass", "mass_init",
+NUTS_KEYS = ("chains", "warmup", "samples", "target_accept", "max_tree_depth", "dense_mass", "mass_init", "adapt_mass",
              "chain_method", "init_tolerance", "progress")
 
 

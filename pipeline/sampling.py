@@ -81,7 +81,7 @@ class Sampler:
         self._init_values = {SITE: jnp.zeros(model.dim)}
         kernel = NUTS(density, init_strategy=numpyro.infer.init_to_value(values=self._init_values),
                       target_accept_prob=nuts["target_accept"], max_tree_depth=nuts["max_tree_depth"],
-                      dense_mass=nuts["dense_mass"],
+                      dense_mass=nuts["dense_mass"], adapt_mass_matrix=nuts["adapt_mass"],
                       inverse_mass_matrix=None if inverse_mass_matrix is None else
                       {(SITE,): jnp.asarray(inverse_mass_matrix)})
         # the data are an argument of the compiled kernel (jit_model_args), so `run` on other data of the same
