@@ -3,7 +3,7 @@
     python benchmarks/gpu.py                         # 1, 8, 64, 256, 1024 sets; data/example, default model
     python benchmarks/gpu.py --sizes 1 8 64 --repeats 3
 
-The objective is the default analysis's log density (`pipeline.posterior.Model` with the schema's defaults:
+The objective is the default analysis's log density (`pipeline.model.posterior.Model` with the schema's defaults:
 every mechanism shiftable, the table's estimated set) on the dataset, at parameter sets drawn around u = 0
 (N(0, 0.3^2) in every coordinate, so that the solves differ). Many-chain samplers evaluate exactly this.
 Printed per batch size: compile seconds, milliseconds per call (median of --repeats), milliseconds per
@@ -24,7 +24,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pipeline import config, dataset, design, ingest, posterior, solver
+from pipeline import config
+from pipeline.blots import dataset, design, ingest
+from pipeline.model import posterior, solver
 
 ROOT = Path(__file__).resolve().parents[1]
 

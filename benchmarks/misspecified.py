@@ -6,18 +6,18 @@ when the data come from cells that depart from the fitted model? (slow; not in C
     python benchmarks/misspecified.py --generate-only --out results/misspecified   # just write the datasets
     python benchmarks/misspecified.py --only pten_loss --posterior --chains 2 --warmup 100 --samples 100
 
-Datasets (tests/misspecified_model.py, an independent scipy generator, never pipeline.simulate): the brief
+Datasets (tests/misspecified_model.py, an independent scipy generator, never pipeline.model.simulate): the brief
 design (2 lines x 10 conditions, IGF-1 after 60 min of drug, 8 times to 24 h, 5 targets, 2 replicates, one
 blot per target x drug group x replicate with both lines), with Hill slopes, drug onset kinetics, a delayed
 S6K -| IRS1 arm, kinetic parameters up to 2-fold off the table (identical in both lines), loading errors,
 a per-lysate random effect and a little background; one dataset per mechanism of
-pipeline.parameters.MECHANISMS planted in the resistant line (model-spec section 4 strengths), and two
+pipeline.model.parameters.MECHANISMS planted in the resistant line (model-spec section 4 strengths), and two
 nulls (identical lines, different seeds). Each dataset's truth is in its truth.yaml. With --data FOLDER the
 datasets are read from FOLDER/<name> (written there first if missing).
 
 Each dataset is analysed as a user would, through the CLI: a config holding only analysis, dataset and
 seed (plus map starts/steps; so the schema's defaults: all 8 mechanisms, the table's estimated set),
-`python -m pipeline ingest`, `fit-map` (and `fit-nuts` with --posterior). A mechanism's score is the largest
+`python -m pipeline ingest`, `fit-map` (and `fit` with --posterior). A mechanism's score is the largest
 |log2 FC| of its parameters in the resistant line at the best MAP fit (with --posterior: the largest
 prob_shift of shifts.csv). Printed per dataset: planted mechanism, its rank by score, its strength (log2 FC
 of its first parameter, planted value in brackets), the strongest OTHER mechanism and its score, and a
@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import misspecified_model as mm  # noqa: E402
 
-from pipeline import parameters  # noqa: E402
+from pipeline.model import parameters  # noqa: E402
 
 NULLS = ("null_1", "null_2")
 NAMES = NULLS + tuple(parameters.MECHANISMS)
@@ -115,7 +115,7 @@ def analyse(name: str, args, data_root: Path) -> dict:
     cfg = {"analysis": f"misspecified_{name}", "dataset": str(folder.resolve()), "seed": args.seed,
            "map": {"starts": args.starts, "steps": args.steps}}
     if args.posterior:
-        cfg["nuts"] = {"chains": args.chains, "warmup": args.warmup, "samples": args.samples,
+        cfg["sampler"] = {"chains": args.chains, "warmup": args.warmup, "samples": args.samples,
                        "chain_method": args.chain_method}
     (work / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     py = [sys.executable, "-m", "pipeline"]
@@ -130,7 +130,7 @@ def analyse(name: str, args, data_root: Path) -> dict:
     fc = best["log2_fc"]["resistant"]
     if args.posterior:
         if not (args.reuse and shifts_csv.is_file()):
-            run(py + ["fit-nuts", str(work / "config.yaml"), "--data", str(data_nc), "--map", str(map_json),
+            run(py + ["fit", str(work / "config.yaml"), "--data", str(data_nc), "--map", str(map_json),
                       "--posterior", str(work / "posterior.nc"), "--shifts", str(shifts_csv),
                       "--diagnostics", str(work / "diagnostics.json")], log)
         table = pd.read_csv(shifts_csv)
@@ -176,7 +176,7 @@ def main(argv=None) -> int:
     ap.add_argument("--starts", type=int, default=8)
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--seed", type=int, default=0, help="the configs' seed")
-    ap.add_argument("--posterior", action="store_true", help="also run fit-nuts; scores by prob_shift")
+    ap.add_argument("--posterior", action="store_true", help="also run fit; scores by prob_shift")
     ap.add_argument("--chains", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--samples", type=int, default=100)

@@ -1,16 +1,19 @@
-"""Benchmark of the posterior sampler: several NUTS settings side by side on one posterior.
+"""Benchmark of the posterior sampler: several sampler settings side by side on one posterior.
 
     python benchmarks/sampling.py configs/example.yaml
     python benchmarks/sampling.py CONFIG --compare "dense:" "diag:dense_mass=false" "identity:mass_init=identity"
-    python benchmarks/sampling.py CONFIG --set seed=3 --set map.starts=4 --set nuts.warmup=100
+    python benchmarks/sampling.py CONFIG --set seed=3 --set map.starts=4 --set sampler.warmup=100
+    python benchmarks/sampling.py CONFIG --compare "sampled:" "integrated:prior.integrate_sigma=true"
 
 One MAP (the config's `map:` section) gives the starting points and the Hessian; then each setting (a name
-and `nuts:` keys on top of the config's, `name:key=value,...`) draws with `pipeline.fit.sample`, the code
-path of the `fit_nuts` stage. Printed per setting: wall time (warmup, which includes compiling that setting's
+and `sampler:` keys on top of the config's, `name:key=value,...`) draws with `pipeline.inference.engine.sample`,
+the code path of the `fit` stage. A setting with dotted config keys (e.g. `prior.integrate_sigma=true`) changes
+the model and gets its own MAP. Printed per setting: wall time (warmup, which includes compiling that setting's
 kernel, and sampling), gradient
 evaluations (leapfrog steps, warmup included), min bulk ESS per second of total wall time and per 1000
 gradient evaluations, max R-hat, min bulk and tail ESS, divergences and solver failures. ESS and R-hat
-are over every unconstrained coordinate of the model (`Model.coords`), the sampler's own space.
+are over the unconstrained coordinates of the model (`Model.coords`), the sampler's own space: those every
+compared model has, when the settings change the model.
 The last line is `<name> ess_per_s=<x> ess_per_kgrad=<y> max_rhat=<z>` of each setting.
 """
 
@@ -28,25 +31,35 @@ import numpy as np
 import yaml
 
 from pipeline import config as configuration
-from pipeline import dataset, fit, ingest
+from pipeline import fit
+from pipeline.blots import dataset, ingest
+from pipeline.inference import engine
 
-NUTS_KEYS = ("chains", "warmup", "samples", "target_accept", "max_tree_depth", "dense_mass", "mass_init", "adapt_mass",
+SAMPLER_KEYS = ("chains", "warmup", "samples", "target_accept", "max_tree_depth", "dense_mass", "mass_init", "adapt_mass",
              "chain_method", "init_tolerance", "progress")
 
 
 def parse_spec(spec: str) -> tuple[str, dict]:
+    """`name:key=value,...`: a key is a `sampler:` key, or a dotted config key (e.g. prior.integrate_sigma=true)
+    for a setting that changes the model (it gets its own MAP)."""
     name, _, rest = spec.partition(":")
     out = {}
     for item in filter(None, rest.split(",")):
         key, _, value = item.partition("=")
-        if key not in NUTS_KEYS:
-            raise SystemExit(f"--compare {spec!r}: {key!r} is not a nuts key (one of {', '.join(NUTS_KEYS)})")
+        if key not in SAMPLER_KEYS and "." not in key:
+            raise SystemExit(f"--compare {spec!r}: {key!r} is not a sampler key (one of {', '.join(SAMPLER_KEYS)}) "
+                             "nor a dotted config key")
         out[key] = yaml.safe_load(value)
     return name, out
 
 
 def load_config(path: str, sets: list[str]) -> dict:
     raw = yaml.safe_load(Path(path).read_text())
+    return _load(raw, path, sets)
+
+
+def _load(raw: dict, path: str, sets: list[str]) -> dict:
+    raw = copy.deepcopy(raw)
     for item in sets:
         key, _, value = item.partition("=")
         node = raw
@@ -60,8 +73,9 @@ def load_config(path: str, sets: list[str]) -> dict:
         return configuration.load(path)
 
 
-def summary(draws) -> dict:
-    post = az.convert_to_inference_data({"u": draws.u}).posterior
+def summary(draws, keep: np.ndarray) -> dict:
+    """The row of one setting; ESS and R-hat over the coordinates `keep` (those all settings share)."""
+    post = az.convert_to_inference_data({"u": draws.u[..., keep]}).posterior
     chains = draws.u.shape[0]
     bulk = az.ess(post, method="bulk")["u"].values
     tail = az.ess(post, method="tail")["u"].values
@@ -80,27 +94,40 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("config")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a config key (dotted, e.g. nuts.warmup=100); repeatable")
+                    help="override a config key (dotted, e.g. sampler.warmup=100); repeatable")
     ap.add_argument("--compare", nargs="+", default=["dense:", "diag:dense_mass=false"], metavar="NAME:KEY=VALUE,...")
     args = ap.parse_args(argv)
-    config = load_config(args.config, args.set)
-    specs = [parse_spec(s) for s in args.compare]
+    raw = yaml.safe_load(Path(args.config).read_text())
+    config = _load(raw, args.config, args.set)
+    specs = [parse_spec(spec) for spec in args.compare]
     ds = ingest.to_xarray(dataset.load(config["dataset"]))
-    m = fit.model(config, ds)
-    print(f"{config['dataset']}: {m.dim} coordinates ({len(m.estimated)} estimated per line, "
-          f"{len(m.shift_params)} shiftable); nuts {config['nuts']}", flush=True)
-    t0 = time.perf_counter()
-    map_result = fit.map_fits(m, config, lambda u: {}, log=lambda s: None)
-    print(f"MAP: {time.perf_counter() - t0:.0f} s (compile included)", flush=True)
+    models, maps = {}, {}  # per set of model keys: its model and MAP
+    for _, over in specs:
+        model_keys = tuple(sorted((k, str(x)) for k, x in over.items() if "." in k))
+        if model_keys not in models:
+            cfg = _load(raw, args.config, args.set + [f"{k}={x}" for k, x in model_keys])
+            m = fit.model(cfg, ds)
+            print(f"{config['dataset']} {dict(model_keys) or ''}: {m.dim} coordinates ({len(m.estimated)} estimated "
+                  f"per line, {len(m.shift_params)} shiftable); sampler {cfg['sampler']}", flush=True)
+            t0 = time.perf_counter()
+            maps[model_keys] = engine.map_fits(m, cfg, lambda u: {}, log=lambda s: None)
+            print(f"MAP: {time.perf_counter() - t0:.0f} s (compile included)", flush=True)
+            models[model_keys] = (m, cfg)
+    shared = set.intersection(*(set(m.coords) for m, _ in models.values()))
     rows = []
     for name, over in specs:
-        cfg = copy.deepcopy(config)
-        cfg["nuts"].update(over)
+        model_keys = tuple(sorted((k, str(x)) for k, x in over.items() if "." in k))
+        m, cfg = models[model_keys]
+        cfg = copy.deepcopy(cfg)
+        cfg["sampler"].update({k: x for k, x in over.items() if "." not in k})
         t0 = time.perf_counter()
-        draws = fit.sample(m, cfg, map_result, (fit.model, (cfg, ds)), log=lambda s: None)
-        row = {"name": name, "setting": over, "process_s": time.perf_counter() - t0, **summary(draws)}
+        draws = engine.sample(m, cfg, maps[model_keys], log=lambda s: None)
+        keep = np.array([c in shared for c in m.coords])
+        row = {"name": name, "setting": over, "process_s": time.perf_counter() - t0, **summary(draws, keep)}
         rows.append(row)
         print(f"[{name}] {over}: {row['process_s']:.0f} s", flush=True)
+    if len(models) > 1:
+        print(f"(ESS and R-hat over the {len(shared)} coordinates every setting's model has)")
     print()
     print(f"{'name':<12} {'warmup_s':>8} {'sample_s':>8} {'grads':>7} {'steps/it':>8} {'ESS/s':>7} {'ESS/kgrad':>9} "
           f"{'max_rhat':>8} {'bulk':>6} {'tail':>6} {'div':>4} {'fail':>4}")

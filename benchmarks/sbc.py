@@ -39,7 +39,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 from test_fit import CONFIG  # noqa: E402  (the CI fit's config: one source of truth for the design)
 
 from pipeline import config as config_mod  # noqa: E402
-from pipeline import dataset, design, fit, ingest, mapfit, parameters, sampling, synthetic, variant  # noqa: E402
+from pipeline import fit  # noqa: E402
+from pipeline.blots import dataset, design, ingest
+from pipeline.model import parameters, synthetic, variant
+from pipeline.inference import engine, mcmc, optimize  # noqa: E402
 
 SPEC = ROOT / "tests" / "data" / "specs" / "one_shift.yaml"
 
@@ -96,7 +99,7 @@ def main(argv=None) -> int:
         return 0
     k, m = map(int, args.shard.split("/"))
     base = synthetic.load_spec(SPEC)
-    raw = {**CONFIG, "nuts": {**CONFIG["nuts"], "warmup": args.warmup, "samples": args.samples}}
+    raw = {**CONFIG, "sampler": {**CONFIG["sampler"], "warmup": args.warmup, "samples": args.samples}}
     records, model, opt, sampler = [], None, None, None
     rng = np.random.default_rng(2026)
     with tempfile.TemporaryDirectory() as tmp:
@@ -115,22 +118,22 @@ def main(argv=None) -> int:
             ds = ingest.to_xarray(dataset.load(folder))
             if model is None:
                 model = fit.model(cfg, ds)
-                opt = mapfit.Optimizer(model)
-                sampler = sampling.Sampler(model, cfg["nuts"])
+                opt = optimize.Optimizer(model)
+                sampler = mcmc.Sampler(model, cfg["sampler"])
             d = design.from_dataset(ds)
             assert d.groups == model.design.groups and np.array_equal(d.cond_index, model.design.cond_index)
             log_y = np.log(d.y)
             key = jax.random.PRNGKey(i)
-            starts = mapfit.run(model, jax.random.fold_in(key, 1), cfg["map"]["starts"], cfg["map"]["steps"],
+            starts = optimize.run(model, jax.random.fold_in(key, 1), cfg["map"]["starts"], cfg["map"]["steps"],
                                 cfg["map"]["gtol"], log=lambda s: None, log_y=log_y, optimizer=opt)
-            inits = np.stack([starts.u[starts.order[c % 2]] for c in range(cfg["nuts"]["chains"])])
-            # as `fit.run_nuts` does (mass_init: hessian): the starting mass matrix from the Hessian at the best
+            inits = np.stack([starts.u[starts.order[c % 2]] for c in range(cfg["sampler"]["chains"])])
+            # as `engine.sample` does (mass_init: hessian): the starting mass matrix from the Hessian at the best
             # fit. numpyro builds each chain's initial state eagerly from the kernel's matrix, so setting it
             # here reaches the next run without recompiling (chain_method sequential)
-            hess = mapfit.hessian(opt, starts.u[starts.order[0]], cfg["map"]["starts"], log_y=log_y)
-            sampler.mcmc.sampler._inverse_mass_matrix = {(sampling.SITE,): jnp.asarray(mapfit.inverse_mass(hess))}
+            hess = optimize.hessian(opt, starts.u[starts.order[0]], cfg["map"]["starts"], log_y=log_y)
+            sampler.mcmc.sampler._inverse_mass_matrix = {(mcmc.SITE,): jnp.asarray(optimize.inverse_mass(hess))}
             draws = sampler.run(jax.random.fold_in(key, 2), inits, log_y=log_y)
-            idata = fit.inference_data(model, draws, ds, jax.random.fold_in(key, 3))
+            idata = engine.inference_data(model, draws, jax.random.fold_in(key, 3))  # (the table needs log2_fc only)
             table = fit.shift_table(idata)
             rhat = float(max(np.nanmax(x.values) for x in az.rhat(
                 idata.posterior[["shift", "sigma"] + list(model.estimated)]).data_vars.values()))

@@ -1,4 +1,4 @@
-"""Benchmark of the simulator (`pipeline.solver`, `pipeline.simulate`): old defaults against new, side by side.
+"""Benchmark of the simulator (`pipeline.model.solver`, `pipeline.model.simulate`): old defaults against new, side by side.
 
     python benchmarks/simulate.py                          # data/example: old defaults vs new, ratios printed
     python benchmarks/simulate.py --data brief             # the two-line brief design (issue "No false calls")
@@ -6,7 +6,7 @@
 
 Objective (--objective posterior, the default): the log density of the schema's default analysis on the
 dataset (every mechanism of `model.shift_mechanisms`, the table's estimated set plus everything a mechanism
-may shift, noise sigmas; `pipeline.posterior.Model`), at u = 0 (every estimated parameter at its table value,
+may shift, noise sigmas; `pipeline.model.posterior.Model`), at u = 0 (every estimated parameter at its table value,
 no shift), and its gradient in all coordinates: what MAP and NUTS evaluate. --objective shared: the
 scale-marginalised log-likelihood of the table's estimated parameters, shared by the lines (sigma 0.15).
 
@@ -41,7 +41,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import reference_model as ref  # noqa: E402
 
-from pipeline import dataset, design, ingest, observation, parameters, simulate, solver  # noqa: E402
+from pipeline.blots import dataset, design, ingest  # noqa: E402
+from pipeline.model import observation, parameters, simulate, solver
 from pipeline.vocabulary import DRUGS, TARGETS  # noqa: E402
 
 SIGMA = 0.15
@@ -113,7 +114,8 @@ def dataset_folder(data: str) -> str:
 
 def problem(data: str, objective: str):
     """(design, [lines, P] values at the evaluation point, x0, objective(settings) -> (value, ok) function of x)."""
-    from pipeline import config, posterior
+    from pipeline import config
+    from pipeline.model import posterior
 
     ds = ingest.to_xarray(dataset.load(data))
     d = design.from_dataset(ds)

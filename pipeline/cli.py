@@ -69,7 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="JSON to write, e.g. results/example/map.json")
     p.set_defaults(run=_fit_map)
 
-    p = sub.add_parser("fit-nuts", help="NUTS from the best MAP fits: posterior, mechanism shifts, diagnostics")
+    p = sub.add_parser("fit", aliases=["fit-nuts"],
+                       help="the posterior from the best MAP fits (the config's `sampler:`): mechanism shifts, "
+                            "diagnostics (`fit-nuts`: its deprecated name)")
     p.add_argument("config", help="configs/<analysis>.yaml")
     p.add_argument("--data", help="the ingested dataset, e.g. results/example/data.nc (not for a `petab:` config)")
     p.add_argument("--variant", default="base", help="fit this model variant of the config's `variants` "
@@ -81,10 +83,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", help="a `petab:` config: posterior-predictive figure against the data, e.g. "
                    "results/fujita2010/predictive.png")
     p.add_argument("--diagnostics", required=True, help="JSON to write, e.g. results/example/diagnostics.json")
-    p.set_defaults(run=_fit_nuts)
+    p.set_defaults(run=_fit)
 
     p = sub.add_parser("shifts", help="print the most probably shifted mechanisms per resistant line")
-    p.add_argument("shifts", help="shifts.csv written by fit-nuts")
+    p.add_argument("shifts", help="shifts.csv written by fit")
     p.add_argument("--top", type=int, default=3, help="rows per cell line (default 3)")
     p.set_defaults(run=_shifts)
 
@@ -121,7 +123,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _validate(args) -> int:
-    from pipeline import dataset
+    from pipeline.blots import dataset
 
     data = dataset.load(args.dataset)
     _report(list(data.warnings))
@@ -130,7 +132,7 @@ def _validate(args) -> int:
 
 
 def _ingest(args) -> int:
-    from pipeline import dataset, ingest
+    from pipeline.blots import dataset, ingest
 
     if Path(args.out).is_dir():
         raise InputError([Problem(args.out, "is a folder", fix="give a file path for --out, e.g. results/example/data.nc")])
@@ -142,8 +144,10 @@ def _ingest(args) -> int:
 
 
 def _simulate(args) -> int:
-    from pipeline import config, dataset, ingest, trajectories
-    from pipeline.outputs import atomic_path
+    from pipeline import config
+    from pipeline.blots import dataset, ingest
+    from pipeline.model import trajectories
+    from pipeline.outputs.files import atomic_path
 
     cfg = config.load(args.config)
     data = ingest.read(args.data) if args.data else ingest.to_xarray(dataset.load(cfg["dataset"]))
@@ -162,8 +166,9 @@ def _simulate(args) -> int:
 
 
 def _simulate_dataset(args) -> int:
-    from pipeline import dataset, synthetic
-    from pipeline.outputs import atomic_dir
+    from pipeline.blots import dataset
+    from pipeline.model import synthetic
+    from pipeline.outputs.files import atomic_dir
 
     spec = synthetic.load_spec(args.spec)
     with atomic_dir(args.out) as tmp:
@@ -175,6 +180,7 @@ def _simulate_dataset(args) -> int:
 
 def _fit_map(args) -> int:
     from pipeline import config, fit
+    from pipeline.outputs.files import write_json
 
     cfg = config.variant(config.load(args.config), args.variant)
     if "petab" in cfg:
@@ -187,13 +193,13 @@ def _fit_map(args) -> int:
         print(f"fit-map: every one of {cfg['map']['starts']} starts failed; nothing written. Check the solver "
               "settings and the priors of the estimated parameters.", file=sys.stderr)
         return 1
-    fit.write_json(result, args.out)
+    write_json(result, args.out)
     print(f"wrote {args.out}")
     return 0
 
 
 def _dataset(args):
-    from pipeline import ingest
+    from pipeline.blots import ingest
 
     if not args.data:
         raise InputError([Problem(args.config, "names a dataset", fix=f"give the ingested dataset: {args.command} "
@@ -201,19 +207,22 @@ def _dataset(args):
     return ingest.read(args.data)
 
 
-def _fit_nuts(args) -> int:
+def _fit(args) -> int:
     import json
 
-    from pipeline import config, fit, ingest
-    from pipeline.outputs import atomic_path
+    from pipeline import config, fit
+    from pipeline.blots import ingest
+    from pipeline.outputs.files import atomic_path
 
+    if args.command == "fit-nuts":
+        print("fit-nuts is deprecated: the command is now `fit` (same arguments)", file=sys.stderr)
     cfg = config.variant(config.load(args.config), args.variant)
     map_result = json.loads(Path(args.map).read_text(encoding="utf-8"))
     if "petab" in cfg:
-        return _fit_nuts_petab(args, cfg, map_result)
+        return _fit_petab(args, cfg, map_result)
     if not args.shifts:
         raise InputError([Problem(args.config, "names a dataset", fix="give --shifts results/<analysis>/shifts.csv")])
-    idata, table, diag = fit.run_nuts(cfg, _dataset(args), map_result, log=_log)
+    idata, table, diag = fit.run_posterior(cfg, _dataset(args), map_result, log=_log)
     with atomic_path(args.posterior) as p, atomic_path(args.shifts) as s, atomic_path(args.diagnostics) as d:
         idata.to_netcdf(str(p), engine=ingest.NETCDF_ENGINE)
         table.to_csv(s, index=False, float_format="%.6g")
@@ -224,14 +233,14 @@ def _fit_nuts(args) -> int:
     return 0
 
 
-def _fit_nuts_petab(args, cfg: dict, map_result: dict) -> int:
+def _fit_petab(args, cfg: dict, map_result: dict) -> int:
     import json
 
-    from pipeline import ingest
+    from pipeline.blots import ingest
     from pipeline.petab import fit as petabfit
-    from pipeline.outputs import atomic_path
+    from pipeline.outputs.files import atomic_path
 
-    idata, diag = petabfit.run_nuts(cfg, map_result, log=_log)
+    idata, diag = petabfit.run_posterior(cfg, map_result, log=_log)
     table = petabfit.summary_table(idata)
     written = [args.posterior, args.diagnostics] + [f for f in (args.shifts, args.plot) if f]
     fig = petabfit.plot_predictive(idata) if args.plot else None
@@ -293,9 +302,10 @@ def _export_petab(args) -> int:
 
     import numpy as np
 
-    from pipeline import config, dataset, fit, ingest
+    from pipeline import config, fit
+    from pipeline.blots import dataset, ingest
     from pipeline.petab import export as petabexport
-    from pipeline.outputs import atomic_dir
+    from pipeline.outputs.files import atomic_dir
 
     cfg = config.load(args.config)
     if "petab" in cfg:
@@ -305,6 +315,10 @@ def _export_petab(args) -> int:
         raise InputError([Problem(args.config, "has no PEtab v1 form: PEtab v1 noise is normal or Laplace",
                                   key="model.noise", value=cfg["model"]["noise"],
                                   fix="export with `model: {noise: lognormal}` (the exported noise is normal on log y)")])
+    if cfg["prior"]["integrate_sigma"]:  # PEtab v1 noise parameters are estimated, not integrated out
+        raise InputError([Problem(args.config, "integrates sigma out, which PEtab v1 cannot state",
+                                  key="prior.integrate_sigma", value=True,
+                                  fix="export with `prior: {integrate_sigma: false}` (sigma__<target> parameters)")])
     ds = ingest.to_xarray(dataset.load(cfg["dataset"]))
     m = fit.model(cfg, ds)
     u = petabexport.nominal_point(m)
@@ -323,7 +337,8 @@ def _export_petab(args) -> int:
 
 
 def _report_command(args) -> int:
-    from pipeline import config, report
+    from pipeline import config
+    from pipeline.outputs import report
 
     path = Path(args.config or f"configs/{args.analysis}.yaml")
     if not path.is_file():
@@ -338,8 +353,8 @@ def _report_command(args) -> int:
 
 
 def _compare(args) -> int:
-    from pipeline import compare
-    from pipeline.outputs import atomic_path
+    from pipeline.outputs import compare
+    from pipeline.outputs.files import atomic_path
 
     pairs = [a.split("=", 1) for a in args.posteriors]
     bad = [a for a, p in zip(args.posteriors, pairs) if len(p) != 2 or not p[0]]

@@ -7,10 +7,11 @@ The Snakefile validates the same file against the same schema with
 from __future__ import annotations
 
 import copy
+import sys
 from pathlib import Path
 
-from pipeline import parameters
-from pipeline.variant import shiftable
+from pipeline.model import parameters
+from pipeline.model.variant import shiftable
 from pipeline.problems import InputError, Problem, display_path, one_of
 from pipeline.yamlschema import SCHEMA_DIR, read_yaml, validate
 
@@ -27,6 +28,9 @@ def load(path: str | Path) -> dict:
     if not isinstance(raw, dict):
         raise InputError([Problem(shown, "must be a mapping of keys to values",
                                   fix="start from configs/example.yaml")])
+    raw, problems = _renamed(raw, shown)
+    if problems:
+        raise InputError(problems)
     config, problems = validate(raw, "config", shown)
     if not problems and "petab" in config:
         if not Path(config["petab"]).is_file():
@@ -45,6 +49,18 @@ def load(path: str | Path) -> dict:
         raise InputError(problems)
     return config
 
+
+
+def _renamed(raw: dict, shown: str) -> tuple[dict, list[Problem]]:
+    """Deprecated section names read as their new ones, with a message on stderr: `nuts:` is `sampler:`."""
+    if "nuts" not in raw:
+        return raw, []
+    if "sampler" in raw:
+        return raw, [Problem(shown, "has both `nuts:` (the old name) and `sampler:`", key="nuts",
+                             fix="move the keys of nuts: into sampler: and delete nuts:")]
+    print(f"{shown}: `nuts:` is deprecated and was read as `sampler:` (the same keys); rename it to "
+          "`sampler:` to silence this message", file=sys.stderr)
+    return {("sampler" if k == "nuts" else k): x for k, x in raw.items()}, []
 
 
 BASE = "base"  # the config's own model among the variants of the `compare` stage
@@ -100,6 +116,10 @@ def _check_names(config: dict, shown: str) -> list[Problem]:
     for name in sorted(set(model["estimate"] or []) & set(model["fixed"])):
         problems.append(Problem(shown, "is both estimated and fixed", key="model.estimate", value=name,
                                 fix="remove it from one of model.estimate and model.fixed"))
+    if config["prior"]["integrate_sigma"] and model["noise"] != "lognormal":
+        problems.append(Problem(shown, "can integrate sigma out only under log-normal noise",
+                                key="prior.integrate_sigma", value=True,
+                                fix="set prior.integrate_sigma: false, or model.noise: lognormal"))
     if not model["asymmetric_shifts"]:
         for mechanism, name in shiftable(config):
             if name in model["fixed"]:

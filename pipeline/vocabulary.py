@@ -4,7 +4,7 @@ Every module, the NetCDF files, the configs and the reports use these names.
 Units are part of a column's name (`time_min`, `<drug>_uM`).
 """
 
-from pipeline import drugs
+from pipeline.model import drugs
 
 FORMAT_VERSION = 1
 

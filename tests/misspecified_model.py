@@ -1,7 +1,7 @@
 """An independent generator of MISSPECIFIED blot datasets (format v1), for the misspecification benchmark
 (benchmarks/misspecified.py) and its CI version (tests/test_misspecified.py).
 
-It never calls pipeline.simulate or pipeline.network: the dynamics are tests/reference_model.py's scipy
+It never calls pipeline.model.simulate or pipeline.model.network: the dynamics are tests/reference_model.py's scipy
 right-hand side (written literally from the model spec), extended by the departures below. With every
 departure off and the parameters at the table's values its observables are reference_model.simulate's
 (tests/test_misspecified.py checks that). The departures, the way real cells and blots depart from the

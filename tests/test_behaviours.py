@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from pipeline import network, parameters, simulate, solver
+from pipeline.model import network, parameters, simulate, solver
 from pipeline.vocabulary import TARGETS
 
 TIMES = np.array([0.0, 5.0, 7.0, 15.0, 30.0, 60.0, 120.0, 240.0, 720.0, 1440.0])  # min since the stimulus / drug

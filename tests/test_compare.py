@@ -8,13 +8,14 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from pipeline import cli, compare
+from pipeline import cli
+from pipeline.outputs import compare
 
 SIGMA, PRIOR_MEAN, PRIOR_SD = 0.5, 0.0, 2.0
 
 
 def _posterior_idata(y, rng, prior_mean=PRIOR_MEAN, prior_sd=PRIOR_SD, chains=4, draws=2000):
-    """Exact posterior draws of mu (conjugate), with the per-point log-likelihood, as fit-nuts writes them."""
+    """Exact posterior draws of mu (conjugate), with the per-point log-likelihood, as `fit` writes them."""
     prec = 1 / prior_sd**2 + len(y) / SIGMA**2
     mean = (prior_mean / prior_sd**2 + y.sum() / SIGMA**2) / prec
     mu = rng.normal(mean, prec**-0.5, (chains, draws))
@@ -67,7 +68,7 @@ def test_an_influential_outlier_raises_a_pareto_k_warning(data):
     table = compare.compare({"a": _posterior_idata(y, rng), "b": _posterior_idata(y, rng, prior_sd=1.0)})
     assert (table["pareto_k_bad"] >= 1).all()
     assert (table["pareto_k_max"] > table["pareto_k_threshold"]).all()
-    from pipeline import report
+    from pipeline.outputs import report
 
     page = report.comparison_html(table)
     assert "Pareto k &gt;" in page and "unreliable" in page

@@ -9,7 +9,8 @@ import pytest
 import yaml
 from snakemake.utils import validate as snakemake_validate
 
-from pipeline import config, parameters
+from pipeline import config
+from pipeline.model import parameters
 from pipeline.problems import InputError
 
 ROOT = Path(__file__).parents[1]
@@ -37,12 +38,13 @@ def test_defaults_come_from_the_schema_for_cli_and_snakemake_alike(tmp_path):
                                 "noise_df": 4},
                       "variants": [], "solver": {}, "simulate": {"n_times": 121, "shifts": {}},
                       "prior": {"shift": "laplace", "shift_scale": 0.5, "horseshoe_global_scale": 0.1,
-                                "horseshoe_slab_scale": 3.4, "sigma_scale": 0.3, "offset": False,
+                                "horseshoe_slab_scale": 3.4, "sigma_scale": 0.3, "integrate_sigma": False, "offset": False,
                                 "offset_scale": 0.05},
                       "map": {"starts": 16, "steps": 150, "gtol": 1e-3, "keep": 8},
-                      "nuts": {"chains": 4, "warmup": 500, "samples": 500, "target_accept": 0.9,
-                               "max_tree_depth": 8, "dense_mass": True, "mass_init": "hessian",
-                               "chain_method": "sequential", "init_tolerance": 5.0, "progress": True},
+                      "sampler": {"method": "nuts", "chains": 4, "warmup": 500, "samples": 500,
+                                  "target_accept": 0.9, "max_tree_depth": 8, "dense_mass": True,
+                                  "mass_init": "hessian", "adapt_mass": True, "chain_method": "auto",
+                                  "init_tolerance": 5.0, "progress": True},
                       "summary": {"threshold_log2": 1.0}}
     raw = yaml.safe_load(path.read_text())
     snakemake_validate(raw, str(config.SCHEMA_PATH))  # fills defaults in place, as the Snakefile does
@@ -92,6 +94,13 @@ BAD = {
     "variant_without_model": ("analysis: a\ndataset: data/example\nvariants: [{name: v}]\n", ["'variants.0.model'", "required"]),
     "variant_names_alike": ("analysis: a\ndataset: data/example\nvariants: [{name: v, model: {loops_off: [grb10]}}, "
                             "{name: v, model: {loops_off: [s6k_irs1]}}]\n", ["'variants'", "'v'", "two variants alike"]),
+    "integrate_sigma_student_t": ("analysis: a\ndataset: data/example\nmodel: {noise: student_t}\n"
+                                  "prior: {integrate_sigma: true}\n",
+                                  ["'prior.integrate_sigma'", "only under log-normal noise"]),
+    "nuts_and_sampler": ("analysis: a\ndataset: data/example\nnuts: {chains: 2}\nsampler: {chains: 4}\n",
+                         ["'nuts'", "both `nuts:` (the old name) and `sampler:`", "delete nuts:"]),
+    "old_nuts_bad_key": ("analysis: a\ndataset: data/example\nnuts: {chain: 2}\n",
+                         ["'sampler.chain'", "did you mean 'chains'"]),
     "variant_estimates_unknown": ("analysis: a\ndataset: data/example\nvariants: [{name: v, model: {estimate: [kT]}}]\n",
                                   ["'variants[0].model.estimate'", "'kT'", "did you mean 'k_T'"]),
 }
@@ -111,6 +120,16 @@ def test_bad_config_is_rejected_with_a_clear_message(tmp_path, text, expected):
         assert fragment in run.stderr, (fragment, run.stderr)
 
 
+def test_the_deprecated_nuts_section_is_read_as_sampler_with_a_message(tmp_path, capsys):
+    old, new = tmp_path / "old.yaml", tmp_path / "new.yaml"
+    old.write_text("analysis: a\ndataset: data/example\nnuts: {chains: 2, warmup: 30}\n")
+    new.write_text("analysis: a\ndataset: data/example\nsampler: {chains: 2, warmup: 30}\n")
+    assert config.load(old) == config.load(new)
+    err = capsys.readouterr().err
+    assert err.count("`nuts:` is deprecated") == 1 and "old.yaml" in err
+    assert config.load(old)["sampler"]["warmup"] == 30 and "nuts" not in config.load(old)
+
+
 def test_all_problems_of_a_config_are_reported_at_once(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("analysis: 'a b'\ndataset: data/example\nseed: -1\nextra: 2\n")
@@ -120,7 +139,7 @@ def test_all_problems_of_a_config_are_reported_at_once(tmp_path):
 
 
 def test_schema_lists_the_network_loops():
-    from pipeline import network
+    from pipeline.model import network
     from pipeline.yamlschema import schema
 
     enum = schema("config")["properties"]["model"]["properties"]["loops_off"]["items"]["enum"]
@@ -128,7 +147,7 @@ def test_schema_lists_the_network_loops():
 
 
 def test_variant_values_and_estimated_set(tmp_path):
-    from pipeline import parameters, variant
+    from pipeline.model import parameters, variant
 
     path = tmp_path / "v.yaml"
     path.write_text("analysis: v\ndataset: data/example\nmodel: {loops_off: [foxo_rtk, erk_rtk], fixed: {k_T: 7}}\n")
@@ -146,7 +165,7 @@ def test_variant_values_and_estimated_set(tmp_path):
 
 
 def test_symmetric_lines_estimate_every_shiftable_parameter_and_the_opt_out_does_not(tmp_path):
-    from pipeline import variant
+    from pipeline.model import variant
 
     path = tmp_path / "v.yaml"
     path.write_text("analysis: v\ndataset: data/example\n"
@@ -162,7 +181,7 @@ def test_symmetric_lines_estimate_every_shiftable_parameter_and_the_opt_out_does
 
 
 def test_hill_slopes_are_estimated_for_drugs_given_at_two_or_more_doses(tmp_path):
-    from pipeline import variant
+    from pipeline.model import variant
     from pipeline.vocabulary import DRUGS
 
     path = tmp_path / "v.yaml"
@@ -182,7 +201,7 @@ def test_hill_slopes_are_estimated_for_drugs_given_at_two_or_more_doses(tmp_path
 def test_every_solver_key_is_a_solver_setting():
     import dataclasses
 
-    from pipeline import solver
+    from pipeline.model import solver
     from pipeline.yamlschema import schema
 
     keys = schema("config")["properties"]["solver"]["properties"]

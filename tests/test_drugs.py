@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pipeline import drugs, network, parameters, simulate, solver
+from pipeline.model import drugs, network, parameters, simulate, solver
 from pipeline import vocabulary as v
 from pipeline.problems import InputError
 
@@ -63,7 +63,7 @@ BAD = {
                      ["row 3", "column 'hill'", "'h_capi'", "is not a parameter"]),
     "unknown-site": ("capivasertib,ipA,AKT,ATP-competitive,IC50_ipatasertib,h_ipatasertib,0.1;1,\n",
                      ["row 3", "column 'site'", "'ipA'", "not a binding site", "did you mean 'ipa'",
-                      "pipeline/network.py"]),
+                      "pipeline/model/network.py"]),
     "bad-name": ("capi-vasertib,ipa,AKT,ATP-competitive,IC50_ipatasertib,h_ipatasertib,0.1;1,\n",
                  ["row 3", "column 'drug'", "not a valid drug name", "letters, digits and _"]),
     "bad-doses": ("capivasertib,ipa,AKT,ATP-competitive,IC50_ipatasertib,h_ipatasertib,\"0,1;1\",\n",
@@ -140,7 +140,9 @@ import json, sys, tempfile
 from pathlib import Path
 import numpy as np
 import pipeline
-from pipeline import dataset, simulate, vocabulary as v
+from pipeline import vocabulary as v
+from pipeline.blots import dataset
+from pipeline.model import simulate
 assert pipeline.__file__.startswith(sys.argv[1]), pipeline.__file__
 D = 0.5
 conds = simulate.conditions(stimulus=["IGF1"] * 3, pretreatment_min=[30.0] * 3,

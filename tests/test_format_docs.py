@@ -3,7 +3,8 @@
 import re
 from pathlib import Path
 
-from pipeline import dataset, drugs, ingest
+from pipeline.blots import dataset, ingest
+from pipeline.model import drugs
 from pipeline import vocabulary as v
 
 DOC = (Path(__file__).parents[1] / "data" / "README.md").read_text()

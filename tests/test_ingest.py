@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from pipeline import dataset, ingest
+from pipeline.blots import dataset, ingest
 from pipeline import vocabulary as v
 
 EXAMPLE = Path(__file__).parent / "data" / "handmade"

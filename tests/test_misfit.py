@@ -1,4 +1,4 @@
-"""The misfit check (pipeline.misfit) and its report section against planted truth, without an ODE fit.
+"""The misfit check (pipeline.outputs.misfit) and its report section against planted truth, without an ODE fit.
 
 The planted posterior is a linear-Gaussian model on the log scale, log y = X theta + sigma eps with a
 normal prior on theta and known sigma, whose posterior is exactly normal: the draws are exact, and the
@@ -15,7 +15,7 @@ import pytest
 import xarray as xr
 from scipy import stats
 
-from pipeline import misfit, report
+from pipeline.outputs import misfit, report
 
 LN2 = np.log(2.0)
 PARAMS = ["a", "dA", "dB"]  # a log level; two log2 fold changes of the resistant line
@@ -39,7 +39,7 @@ def _posterior(x, sigma, log_y, keep):
 
 
 def planted(readouts, theta, seed=0, chains=4, draws=1000):
-    """(InferenceData laid out as fit_nuts writes it, exact posterior (mean, cov), band arrays)."""
+    """(InferenceData laid out as `fit` writes it, exact posterior (mean, cov), band arrays)."""
     rng = np.random.default_rng(seed)
     n = len(TIMES)
     x = np.repeat(np.array([r["row"] for r in readouts], float), n, axis=0)
@@ -213,7 +213,7 @@ def test_the_report_shows_the_misfit_section(tmp_path):
         {"chains": 4, "draws": 1000, "max_rhat": 1.0, "min_ess_bulk": 4000.0, "min_ess_tail": 4000.0,
          "divergences": 0, "solver_failures": 0, "mean_steps_per_iteration": 3.0, "gradient_evaluations": 12000,
          "wall_s": 1.0, "ess_bulk_per_s": 4000.0}))
-    config = {"analysis": "planted", "summary": {"threshold_log2": 1.0}, "nuts": {"max_tree_depth": 8}, "model": {}}
+    config = {"analysis": "planted", "summary": {"threshold_log2": 1.0}, "sampler": {"max_tree_depth": 8}, "model": {}}
     page = report.write(config, tmp_path).read_text(encoding="utf-8")
     section = page[page.index("<h2>Misfit"):]
     assert "1 of 25 read-outs flagged" in section and "about 0.2" in section

@@ -12,7 +12,9 @@ import pytest
 import reference_model as ref
 
 import misspecified_model as mm
-from pipeline import config, dataset, design, fit, ingest, parameters, variant
+from pipeline import config, fit
+from pipeline.blots import dataset, design, ingest
+from pipeline.model import parameters, variant
 
 TIMES = [0, 5, 15, 60, 240, 1440]
 MECHANISMS = ["akt_allosteric_binding", "pim_parallel_kinase", "mapk_compensation"]

@@ -1,4 +1,4 @@
-"""Student-t band noise (`model.noise: student_t`, pipeline.observation) against truth: its scale-marginalised
+"""Student-t band noise (`model.noise: student_t`, pipeline.model.observation) against truth: its scale-marginalised
 likelihood against scipy.integrate.quad per group, its nu -> infinity limit against the log-normal closed form,
 its gradient against finite differences, the scale draws against the quad conditional, and PSIS-LOO (the
 `compare` stage) on an exact grid posterior of a toy blot model with and without gross outliers."""
@@ -15,8 +15,11 @@ import yaml
 from jax.scipy import stats as jstats
 from scipy import integrate, stats
 
-from pipeline import compare, config, dataset, design, ingest, observation, solver
-from pipeline.posterior import Model
+from pipeline import config
+from pipeline.blots import dataset, design, ingest
+from pipeline.model import observation, solver
+from pipeline.outputs import compare
+from pipeline.model.posterior import Model
 
 NU = 4.0
 

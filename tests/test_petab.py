@@ -39,7 +39,7 @@ def test_published_log_likelihood(name, capsys):
 def test_gradient_through_preequilibration_matches_finite_differences():
     """Weber_BMC2015 (pre-equilibrated, 36 parameters): the gradient's components along random directions
     match central differences. Through the steady-state event's integration it was off by up to 90x
-    (a11: 1.65 against -0.0187); `pipeline.solver._implicit` gives the implicit-function-theorem gradient."""
+    (a11: 1.65 against -0.0187); `pipeline.model.solver._implicit` gives the implicit-function-theorem gradient."""
     name = "Weber_BMC2015"
     problem = petabproblem.load(PETAB / name / f"{name}.yaml")
     f = jax.jit(lambda x: petabproblem.log_likelihood(problem, x)[0])
@@ -221,27 +221,28 @@ def test_bad_tables_are_reported_together(tmp_path, capsys):
 
 
 def test_fit_of_a_petab_problem_recovers_planted_values(tmp_path, capsys):
-    """fit-map and fit-nuts on a `petab:` config: the MAP is near the planted values, every posterior median
+    """fit-map and fit on a `petab:` config: the MAP is near the planted values, every posterior median
     within 4 posterior sd of them (5 parameters, one data set: 3 sd failed once by chance, Y_start at 3.2 sd,
     where the MAP agreed with the posterior), chains agree, and the predictive figure plots the posterior's
     own quantiles."""
     import arviz as az
 
-    from pipeline import figures
+    from pipeline.outputs import figures
     from pipeline.petab import fit as petabfit
 
     problem = write_problem(tmp_path / "problem", planted=True)
     cfg = tmp_path / "toy.yaml"
     cfg.write_text(yaml.safe_dump({"analysis": "toy", "petab": str(problem), "seed": 2,
                                    "solver": {"rtol": 1e-8, "atol": 1e-10}, "map": {"starts": 6, "steps": 40},
-                                   "nuts": {"chains": 2, "warmup": 150, "samples": 150, "max_tree_depth": 5}}))
+                                   "sampler": {"chains": 2, "warmup": 150, "samples": 150, "max_tree_depth": 5,
+                                               "chain_method": "sequential"}}))
     out = tmp_path / "results"
     assert cli.main(["fit-map", str(cfg), "--out", str(out / "map.json")]) == 0
     fits = json.loads((out / "map.json").read_text())["fits"]
     truth = {k: v for k, (_, v) in ESTIMATED.items()}
     for k, v in fits[0]["parameters"].items():
         assert abs(math.log(v / truth[k])) < 0.3, (k, v, truth[k])
-    assert cli.main(["fit-nuts", str(cfg), "--map", str(out / "map.json"), "--posterior", str(out / "posterior.nc"),
+    assert cli.main(["fit", str(cfg), "--map", str(out / "map.json"), "--posterior", str(out / "posterior.nc"),
                      "--shifts", str(out / "parameters.csv"), "--plot", str(out / "predictive.png"),
                      "--diagnostics", str(out / "diagnostics.json")]) == 0
     idata = az.from_netcdf(out / "posterior.nc")
@@ -305,7 +306,7 @@ def test_prior_group_draws_the_parameter_tables_priors_within_the_bounds(toy):
     # u_high (lin, 0..20): normal(3, 5); Y_start (log, ln 0.01..ln 100): laplace(1, 0.5); the rest uniform
     m.prior_kind, m.prior_loc, m.prior_scale = np.array([1, 2, 0, 0, 0]), np.array([3.0, 1.0, 0, 0, 0]), \
         np.array([5.0, 0.5, 1, 1, 1])
-    prior = petabfit.prior_group(m, jax.random.PRNGKey(1), n=4000)
+    prior = m.prior_group(jax.random.PRNGKey(1), 4000)
     assert prior["u_high"].dims == ("chain", "draw") and list(prior.attrs["parameter_scale"])[:3] == \
         ["lin", "log", "log10"]
     lo, hi = np.log(1e-2), np.log(1e2)

@@ -11,7 +11,8 @@ import pytest
 import sympy as sp
 import yaml
 
-from pipeline import cli, config, dataset, fit, ingest
+from pipeline import cli, config, fit
+from pipeline.blots import dataset, ingest
 from pipeline.petab import export as petabexport
 
 ONE_SHIFT = Path(__file__).parent / "data" / "one_shift"
@@ -116,6 +117,15 @@ def test_student_t_noise_is_refused_by_name_not_exported_as_normal(tmp_path, cap
     assert not (tmp_path / "petab").exists()
 
 
+def test_integrated_sigma_is_refused_by_name(tmp_path, capsys):
+    raw = {"analysis": "t", "dataset": str(ONE_SHIFT), "prior": {"integrate_sigma": True}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(raw))
+    assert cli.main(["export-petab", str(tmp_path / "config.yaml"), "--out", str(tmp_path / "petab")]) != 0
+    err = capsys.readouterr().err
+    assert "prior.integrate_sigma" in err and "integrate_sigma: false" in err and "Traceback" not in err
+    assert not (tmp_path / "petab").exists()
+
+
 def test_exported_problem_passes_petablint(exported):
     import petab.v1 as petab
 
@@ -145,7 +155,7 @@ def test_sites_with_several_drugs_get_the_competitive_occupancy(monkeypatch):
     """One drug per site: the Hill occupancy as before; two on one site: sum r / (1 + sum r)."""
     import libsbml
 
-    from pipeline import network, parameters
+    from pipeline.model import network, parameters
 
     monkeypatch.setattr(network, "DRUG_SITES", network.DRUG_SITES + (("MK", "ipatasertib", "IC50_ipatasertib",
                                                                       "h_ipatasertib"),))

@@ -1,5 +1,5 @@
-"""The statistical model (pipeline.posterior) against independent numpyro densities, and the MAP and NUTS
-machinery (pipeline.mapfit, pipeline.sampling) on an analytic stand-in for the ODE, so that forced
+"""The statistical model (pipeline.model.posterior) against independent numpyro densities, and the MAP and NUTS
+machinery (pipeline.inference.optimize, pipeline.inference.mcmc) on an analytic stand-in for the ODE, so that forced
 solver failures can be placed exactly and nothing here waits on an ODE compile."""
 
 from pathlib import Path
@@ -11,8 +11,11 @@ import numpyro.distributions as dist
 import pytest
 import yaml
 
-from pipeline import config, dataset, design, ingest, mapfit, parameters, sampling, solver
-from pipeline.posterior import LN10, Model
+from pipeline import config, fit
+from pipeline.blots import dataset, design, ingest
+from pipeline.model import parameters, solver
+from pipeline.inference import engine, mcmc, optimize
+from pipeline.model.posterior import LN10, Model
 
 ONE_SHIFT = Path(__file__).parent / "data" / "one_shift"
 
@@ -124,21 +127,86 @@ class Analytic(Model):
         return h, u[2] < FAIL_ABOVE
 
 
+def test_integrated_sigma_is_the_integral_of_the_sampled_sigma_density(tmp_path):
+    """prior.integrate_sigma: the log density without log_sigma coordinates equals the integral of the one with
+    them over every target's log sigma (separable: the sum of 1-D integrals, less (T - 1) times the density at the
+    point they are taken around), at 3 random points; the model's sigma draws are exact conditionals (finite)."""
+    from scipy import integrate
+
+    sampled = _model(_config(tmp_path, model={"shift_mechanisms": ["akt_allosteric_binding"]}), Analytic)
+    integrated = _model(_config(tmp_path, model={"shift_mechanisms": ["akt_allosteric_binding"]},
+                                prior={"integrate_sigma": True}), Analytic)
+    t = len(sampled.targets)
+    assert integrated.dim == sampled.dim - t and not any(c.startswith("log_sigma") for c in integrated.coords)
+    lp_sampled = jax.jit(lambda u: sampled.log_density(u)[0])
+    lp_integrated = jax.jit(lambda u: integrated.log_density(u)[0])
+    at = sampled._slices["log_sigma"]
+    for k in range(3):
+        u = np.asarray(sampled.prior_draw(jax.random.PRNGKey(k))).copy()
+        u[2] = min(u[2], FAIL_ABOVE - 1.0)
+        u0 = float(lp_sampled(u))
+        total = -(t - 1) * u0
+        for i in range(at.start, at.stop):
+            def f(x, i=i):
+                v = u.copy()
+                v[i] = x
+                return float(lp_sampled(v))
+            peak = max(f(x) for x in np.linspace(-8, 2, 201))
+            total += peak + np.log(integrate.quad(lambda x: np.exp(f(x) - peak), -12, 4, limit=200, epsrel=1e-10)[0])
+        want = total
+        got = float(lp_integrated(np.delete(u, np.arange(at.start, at.stop))))
+        assert abs(got - want) < 1e-6 * max(1.0, abs(want)), (k, got, want)
+    drawn = integrated.observe(jnp.zeros(integrated.dim), jax.random.PRNGKey(0))["sigma"]
+    assert drawn.shape == (t,) and np.all(np.isfinite(np.asarray(drawn))) and np.all(np.asarray(drawn) > 0)
+
+
+class AnalyticBlot(fit.BlotModel):
+    """The blot model of the fit stage with Analytic's predictions: the engine's whole path without an ODE."""
+    predictions = Analytic.predictions
+
+
+def test_integrated_and_sampled_sigma_give_the_same_posterior_through_the_engine(tmp_path):
+    """MAP, NUTS, InferenceData (posterior, prior group) through `inference.engine` for both sigma models: the
+    integrated model's exact sigma draws and its parameters agree with sampling sigma (means within 4 Monte
+    Carlo standard errors), and the outputs are laid out alike."""
+    import arviz as az
+
+    ds = ingest.to_xarray(dataset.load(ONE_SHIFT))
+    post = {}
+    for integrate in (False, True):
+        cfg = _config(tmp_path, model={"shift_mechanisms": ["akt_allosteric_binding"]},
+                      prior={"integrate_sigma": integrate}, map={"starts": 4, "steps": 40},
+                      sampler={"chains": 2, "warmup": 200, "samples": 200, "progress": False,
+                               "chain_method": "sequential"})
+        m = AnalyticBlot(cfg, ds)
+        map_result = engine.map_fits(m, cfg, lambda u: {}, log=lambda s: None)
+        idata, diag = engine.posterior(m, cfg, map_result, log=lambda s: None)
+        assert idata.posterior["sigma"].shape == (2, 200, len(m.targets))
+        assert idata.prior["sigma"].shape == (1, engine.PRIOR_DRAWS, len(m.targets))
+        assert diag["solver_failures"] >= 0 and diag["chains"] == 2
+        post[integrate] = idata.posterior
+    for name in ["sigma", "kd_T", "IC50_MK2206", "log2_fc"]:
+        a, b = post[False][name], post[True][name]
+        se = np.sqrt(az.mcse(a.to_dataset(name="x"))["x"].values ** 2 + az.mcse(b.to_dataset(name="x"))["x"].values ** 2)
+        diff = np.abs(a.mean(("chain", "draw")).values - b.mean(("chain", "draw")).values)
+        assert np.all(diff < 4 * se + 1e-12), (name, diff, se)
+
+
 def test_failed_starts_are_dropped_and_counted(tmp_path):
     cfg = _config(tmp_path, model={"shift_mechanisms": ["akt_allosteric_binding"]})
     m = _model(cfg, Analytic)
-    result = mapfit.run(m, jax.random.PRNGKey(0), 16, 60, 1e-4, log=lambda s: None)
+    result = optimize.run(m, jax.random.PRNGKey(0), 16, 60, 1e-4, log=lambda s: None)
     status = np.array(result.status)
     u0 = result.u0
-    assert np.array_equal(status == mapfit.FAILED_START, u0[:, 2] >= FAIL_ABOVE)
-    assert 0 < np.sum(status == mapfit.FAILED_START) < 16
-    ok = status != mapfit.FAILED_START
+    assert np.array_equal(status == optimize.FAILED_START, u0[:, 2] >= FAIL_ABOVE)
+    assert 0 < np.sum(status == optimize.FAILED_START) < 16
+    ok = status != optimize.FAILED_START
     assert np.all(np.isfinite(result.objective[ok])) and np.all(np.isinf(result.objective[~ok]))
     assert np.all(result.u[ok, 2] < FAIL_ABOVE)  # no fit walked into the failing region
     assert list(result.objective[result.order][:ok.sum()]) == sorted(result.objective[ok])
     # all converge, also those whose shift ends at the Laplace kink, but for starts pressed against the failing region
-    assert np.all((status[ok] == mapfit.CONVERGED) | (np.abs(result.u[ok, 2] - FAIL_ABOVE) < 0.01))
-    assert np.sum(status == mapfit.CONVERGED) >= 8
+    assert np.all((status[ok] == optimize.CONVERGED) | (np.abs(result.u[ok, 2] - FAIL_ABOVE) < 0.01))
+    assert np.sum(status == optimize.CONVERGED) >= 8
 
 
 class NeverFails(Analytic):
@@ -150,12 +218,12 @@ def test_map_reaches_the_optimum_at_the_laplace_kink(tmp_path):
     """Orthant-wise L-BFGS against scipy's L-BFGS-B on the smooth split form of the same posterior
     (w = p - n with p, n >= 0, |w| = p + n at the optimum): same optimum, and the shift the data do not
     inform (PIM: the analytic model has none) is exactly zero, not zigzagging around it."""
-    from scipy import optimize
+    import scipy.optimize
     cfg = _config(tmp_path, model={"shift_mechanisms": ["akt_allosteric_binding", "pim_parallel_kinase"]})
     m = _model(cfg, NeverFails)
-    result = mapfit.run(m, jax.random.PRNGKey(1), 8, 100, 1e-6, log=lambda s: None)
+    result = optimize.run(m, jax.random.PRNGKey(1), 8, 100, 1e-6, log=lambda s: None)
     best = result.u[result.order[0]]
-    assert result.status[result.order[0]] == mapfit.CONVERGED
+    assert result.status[result.order[0]] == optimize.CONVERGED
     kink = m.kink_mask
     assert [c for c, k in zip(m.coords, kink) if k] == [f"shift:{line}:{p}" for line in ("identical", "resistant")
                                                         for p in ("IC50_MK2206", "X")]
@@ -169,7 +237,7 @@ def test_map_reaches_the_optimum_at_the_laplace_kink(tmp_path):
     fg = jax.jit(jax.value_and_grad(split_objective))
     x0 = np.concatenate([np.where(kink, 0.0, best), np.zeros(2 * n)])
     bounds = [(None, None)] * m.dim + [(0, None)] * (2 * n)
-    ref = optimize.minimize(lambda x: tuple(map(np.asarray, fg(x))), x0, jac=True, method="L-BFGS-B",
+    ref = scipy.optimize.minimize(lambda x: tuple(map(np.asarray, fg(x))), x0, jac=True, method="L-BFGS-B",
                             bounds=bounds, options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 2000})
     u_ref = np.where(kink, 0.0, ref.x[:m.dim])
     u_ref[kink] = ref.x[m.dim:m.dim + n] - ref.x[m.dim + n:]
@@ -185,18 +253,18 @@ def _analytic(cfg):
 @pytest.mark.parametrize("chain_method", ["sequential", "vectorized", "processes"])
 def test_solver_failures_in_nuts_are_rejected_and_counted(tmp_path, chain_method):
     cfg = _config(tmp_path, model={"shift_mechanisms": ["akt_allosteric_binding"]},
-                  nuts={"chains": 2, "warmup": 150, "samples": 150, "progress": False, "chain_method": chain_method})
+                  sampler={"chains": 2, "warmup": 150, "samples": 150, "progress": False, "chain_method": chain_method})
     m = _model(cfg, Analytic)
     inits = np.zeros((2, m.dim))
     inits[:, 2] = FAIL_ABOVE - 1.0
     key = jax.random.PRNGKey(2)
     if chain_method == "processes":  # each chain in a worker process draws exactly what it draws in sequence
-        draws = sampling.run_in_processes(_analytic, (cfg,), cfg["nuts"], None, key, inits)
-        in_sequence = sampling.Sampler(m, {**cfg["nuts"], "chain_method": "sequential"}).run(key, inits)
+        draws = mcmc.run_in_processes(_analytic, (cfg,), cfg["sampler"], None, key, inits)
+        in_sequence = mcmc.Sampler(m, {**cfg["sampler"], "chain_method": "sequential"}).run(key, inits)
         np.testing.assert_array_equal(draws.u, in_sequence.u)
         np.testing.assert_array_equal(draws.failures, in_sequence.failures)
     else:
-        draws = sampling.Sampler(m, cfg["nuts"]).run(key, inits)
+        draws = mcmc.Sampler(m, cfg["sampler"]).run(key, inits)
     assert draws.u.shape == (2, 150, m.dim)
     assert np.all(draws.u[..., 2] < FAIL_ABOVE)  # a failed proposal is never accepted
     assert np.all(draws.failures > 0) and np.all(draws.failures_warmup > 0)  # proposals went there, and counted
@@ -205,15 +273,43 @@ def test_solver_failures_in_nuts_are_rejected_and_counted(tmp_path, chain_method
 
 def test_same_seed_same_draws_other_seed_other_draws(tmp_path):
     cfg = _config(tmp_path, model={"shift_mechanisms": ["akt_allosteric_binding"]},
-                  nuts={"chains": 2, "warmup": 30, "samples": 20, "progress": False})
+                  sampler={"chains": 2, "warmup": 30, "samples": 20, "progress": False, "chain_method": "sequential"})
     m = _model(cfg, Analytic)
-    sampler = sampling.Sampler(m, cfg["nuts"])
+    sampler = mcmc.Sampler(m, cfg["sampler"])
     inits = np.zeros((2, m.dim))
     inits[:, 2] = FAIL_ABOVE - 1.0
     a = sampler.run(jax.random.PRNGKey(4), inits).u
     b = sampler.run(jax.random.PRNGKey(4), inits).u
     c = sampler.run(jax.random.PRNGKey(5), inits).u
     assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("adapt", [False, True])
+def test_adapt_mass_false_keeps_the_starting_mass_matrix(tmp_path, adapt):
+    cfg = _config(tmp_path, model={"shift_mechanisms": ["akt_allosteric_binding"]},
+                  sampler={"chains": 1, "warmup": 60, "samples": 5, "progress": False, "dense_mass": False,
+                           "adapt_mass": adapt})
+    m = _model(cfg, Analytic)
+    start = np.linspace(0.5, 2.0, m.dim)
+    sampler = mcmc.Sampler(m, cfg["sampler"], inverse_mass_matrix=start)
+    inits = np.zeros((1, m.dim))
+    inits[:, 2] = FAIL_ABOVE - 1.0
+    sampler.run(jax.random.PRNGKey(0), inits)
+    after = np.asarray(sampler.mcmc.last_state.adapt_state.inverse_mass_matrix[(mcmc.SITE,)])
+    assert np.allclose(after, start) != adapt
+
+
+def test_auto_chain_method_follows_the_device(monkeypatch):
+    cfg = {"chain_method": "auto", "chains": 4}
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+    monkeypatch.setattr(mcmc.os, "cpu_count", lambda: 2)
+    assert mcmc.chain_method(cfg) == "processes"
+    assert mcmc.chain_method({**cfg, "chains": 1}) == "sequential"
+    assert mcmc.chain_method({**cfg, "chain_method": "vectorized"}) == "vectorized"  # an explicit choice stays
+    monkeypatch.setattr(mcmc.os, "cpu_count", lambda: 1)
+    assert mcmc.chain_method(cfg) == "sequential"
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert mcmc.chain_method(cfg) == "vectorized"
 
 
 def test_hessian_and_inverse_mass_on_a_quadratic():
@@ -229,12 +325,12 @@ def test_hessian_and_inverse_mass_on_a_quadratic():
         value_and_grad = staticmethod(jax.jit(jax.vmap(
             lambda u, _: jax.value_and_grad(lambda x: 0.5 * x @ jnp.asarray(a) @ x)(u), in_axes=(0, None))))
 
-    hess = mapfit.hessian(Quadratic, np.array([0.3, -0.2, 1.0]), batch=4)
+    hess = optimize.hessian(Quadratic, np.array([0.3, -0.2, 1.0]), batch=4)
     np.testing.assert_allclose(hess, a, atol=1e-6)
-    inv = mapfit.inverse_mass(hess)
+    inv = optimize.inverse_mass(hess)
     vals = np.linalg.eigvalsh(inv)
     assert np.all(vals > 0) and np.max(vals) <= 1.0 + 1e-12  # the flat direction is held at the prior scale
-    assert np.allclose(mapfit.inverse_mass(np.full((2, 2), np.nan)), np.eye(2))
+    assert np.allclose(optimize.inverse_mass(np.full((2, 2), np.nan)), np.eye(2))
 
 
 def test_hessian_leaves_out_the_laplace_kink(tmp_path):
@@ -242,11 +338,11 @@ def test_hessian_leaves_out_the_laplace_kink(tmp_path):
     is the smooth part's: the same as just beside the kink, not ~1/step."""
     cfg = _config(tmp_path, model={"shift_mechanisms": ["akt_allosteric_binding"]})
     m = _model(cfg, Analytic)
-    opt = mapfit.Optimizer(m)
+    opt = optimize.Optimizer(m)
     u = np.zeros(m.dim)
     u[2] = FAIL_ABOVE - 1.0
     k = len(m.estimated)  # the shift coordinate
-    at_kink = mapfit.hessian(opt, u, batch=4)
+    at_kink = optimize.hessian(opt, u, batch=4)
     u[k] = 0.05
-    beside = mapfit.hessian(opt, u, batch=4)
+    beside = optimize.hessian(opt, u, batch=4)
     assert abs(at_kink[k, k]) < 100 and at_kink[k, k] == pytest.approx(beside[k, k], rel=0.05, abs=1e-3)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline import cli, diagnose
+from pipeline import cli
+from pipeline.outputs import diagnose
 
 GOOD = {"chains": 2, "draws": 500, "max_rhat": 1.003, "min_ess_bulk": 800.0, "min_ess_tail": 600.0,
         "divergences": 0, "solver_failures": 0, "mean_steps_per_iteration": 7.0}
@@ -37,9 +38,9 @@ def test_ebfmi_is_the_energy_formula_and_a_sticky_energy_fails():
 @pytest.mark.parametrize("change, name, status, advice", [
     ({"max_rhat": 1.03}, "R-hat (max)", diagnose.CAUTION, "longer chains"),
     ({"max_rhat": 1.2}, "R-hat (max)", diagnose.BAD, "disagree"),
-    ({"min_ess_tail": 150.0}, "ESS tail (min)", diagnose.CAUTION, "nuts.samples; about 667 per chain"),
-    ({"divergences": 3}, "Divergences", diagnose.CAUTION, "nuts.target_accept"),
-    ({"divergences": 40}, "Divergences", diagnose.BAD, "nuts.target_accept"),
+    ({"min_ess_tail": 150.0}, "ESS tail (min)", diagnose.CAUTION, "sampler.samples; about 667 per chain"),
+    ({"divergences": 3}, "Divergences", diagnose.CAUTION, "sampler.target_accept"),
+    ({"divergences": 40}, "Divergences", diagnose.BAD, "sampler.target_accept"),
     ({"solver_failures": 25}, "Solver failures (sampling)", diagnose.BAD, "solver.max_steps"),
 ])
 def test_each_failed_check_says_what_to_do(change, name, status, advice):

@@ -1,4 +1,4 @@
-"""Rodas5P (pipeline/rosenbrock.py) against analytic solutions of stiff problems."""
+"""Rodas5P (pipeline/model/rosenbrock.py) against analytic solutions of stiff problems."""
 
 import diffrax
 import jax
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from pipeline.rosenbrock import Rodas5P
+from pipeline.model.rosenbrock import Rodas5P
 
 jax.config.update("jax_enable_x64", True)
 

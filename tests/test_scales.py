@@ -1,4 +1,4 @@
-"""The blot-scale choice: marginalising the scales analytically (pipeline.observation) and drawing them
+"""The blot-scale choice: marginalising the scales analytically (pipeline.model.observation) and drawing them
 afterwards from their conditional gives the same joint posterior as sampling them with NUTS.
 
 A small case without an ODE: h(t) = exp(-k t) on 3 blots with their own scales, k and sigma unknown.
@@ -13,7 +13,7 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro.infer import MCMC, NUTS
 
-from pipeline import observation
+from pipeline.model import observation
 
 T = jnp.array([0.0, 0.5, 1.0, 2.0, 4.0] * 3)
 GROUP = jnp.repeat(jnp.arange(3), 5)

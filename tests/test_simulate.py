@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import reference_model as ref
-from pipeline import network, parameters, simulate, solver
+from pipeline.model import network, parameters, simulate, solver
 from pipeline.vocabulary import TARGETS
 
 TIGHT = solver.SolverSettings(rtol=1e-10, atol=1e-12, max_steps=200_000)

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pipeline import solver
+from pipeline.model import solver
 
 jax.config.update("jax_enable_x64", True)
 

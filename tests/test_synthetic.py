@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline import dataset, parameters, synthetic
+from pipeline.blots import dataset
+from pipeline.model import parameters, synthetic
 from pipeline import vocabulary as v
 
 ROOT = Path(__file__).parents[1]
@@ -81,7 +82,7 @@ def test_noise_free_bands_are_model_times_blot_scale_times_loading(tmp_path):
     path.write_text(yaml.safe_dump(SMALL))
     spec = synthetic.load_spec(path)
     conditions, measurements, truth = synthetic.make(spec)
-    from pipeline import simulate
+    from pipeline.model import simulate
 
     values = synthetic.line_values(spec)
     assert values["R"]["rho_PTEN"] == 0.2 and values["R"]["phi_b"] == pytest.approx(0.5)

@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import config, dataset, ingest, parameters, simulate, trajectories
+from pipeline import config
+from pipeline.blots import dataset, ingest
+from pipeline.model import parameters, simulate, trajectories
 from pipeline import vocabulary as v
 
 ROOT = Path(__file__).parents[1]

@@ -34,17 +34,17 @@ def test_workflow_rejects_a_bad_config(tmp_path):
 
 
 def test_a_petab_config_plans_the_petab_stages(tmp_path):
-    """`petab:` in a config: fit_map and fit_nuts on the PEtab problem, no blot ingest, and nothing of the
+    """`petab:` in a config: fit_map and fit on the PEtab problem, no blot ingest, and nothing of the
     default example config mixed in."""
     run = snakemake("--configfile", str(ROOT / "configs" / "fujita2010.yaml"), "--dry-run", "--forceall",
                     "--directory", str(ROOT), "--nolock", cwd=ROOT)
     assert run.returncode == 0, run.stdout + run.stderr
     planned = {line.split()[1].rstrip(":") for line in run.stdout.splitlines() if line.startswith(("rule ", "localrule "))}
-    assert planned == {"fit_map", "fit_nuts", "report", "all"}
+    assert planned == {"fit_map", "fit", "report", "all"}
 
 
 def test_model_variants_are_fitted_compared_and_reported(tmp_path):
-    """`variants` in a config: each is fitted (fit_map, fit_nuts with --variant) into variants/<name>/, then
+    """`variants` in a config: each is fitted (fit_map, fit with --variant) into variants/<name>/, then
     `compare` ranks them with the base by PSIS-LOO, and the report waits for compare.csv."""
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml.safe_dump({"analysis": "v", "dataset": str(ROOT / "data" / "example"), "variants": [
@@ -56,7 +56,18 @@ def test_model_variants_are_fitted_compared_and_reported(tmp_path):
     out = run.stdout
     for name in ("pim_only", "no_foxo"):
         assert f"fit-map {cfg} --variant {name} " in out and f"--out results/v/variants/{name}/map.json" in out
-        assert f"fit-nuts {cfg} --variant {name} " in out
+        assert f"fit {cfg} --variant {name} " in out
     assert ("compare base=results/v/posterior.nc pim_only=results/v/variants/pim_only/posterior.nc "
             "no_foxo=results/v/variants/no_foxo/posterior.nc --out results/v/compare.csv") in out
     assert f"report v --config {cfg} --results results/v" in out
+
+
+def test_fit_nuts_is_the_deprecated_name_of_fit(tmp_path, capsys):
+    from pipeline import cli
+
+    args = ["--map", "m.json", "--posterior", "p.nc", "--diagnostics", "d.json"]
+    assert cli._parser().parse_args(["fit-nuts", "c.yaml", *args]).run is cli._parser().parse_args(["fit", "c.yaml", *args]).run
+    missing = str(tmp_path / "missing.yaml")
+    assert cli.main(["fit-nuts", missing, *args]) == cli.EXIT_BAD_INPUT  # it runs `fit`, which reads the config
+    err = capsys.readouterr().err
+    assert "fit-nuts is deprecated: the command is now `fit`" in err and "missing.yaml" in err

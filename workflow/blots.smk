@@ -1,4 +1,4 @@
-# The stages of a blot dataset (`dataset:` in the config): ingest -> simulate -> fit_map -> fit_nuts
+# The stages of a blot dataset (`dataset:` in the config): ingest -> simulate -> fit_map -> fit
 # (-> the same two per model variant -> compare) -> report.
 DATASET = config["dataset"]
 VARIANTS = [x["name"] for x in config.get("variants", [])]
@@ -57,7 +57,7 @@ rule fit_map:
         "> {log} 2>&1"
 
 
-rule fit_nuts:
+rule fit:
     input:
         config=CONFIG,
         data=f"{RESULTS}/data.nc",
@@ -68,13 +68,13 @@ rule fit_nuts:
         diagnostics=f"{RESULTS}/diagnostics.json",
     threads: 2  # chain_method: processes runs a chain per core
     log:
-        f"{LOGS}/fit_nuts.log",
+        f"{LOGS}/fit.log",
     params:
         variant="base",
     conda:
         "../environment.yml"
     shell:
-        "python -m pipeline fit-nuts {input.config} --variant {params.variant} --data {input.data} --map {input.map} "
+        "python -m pipeline fit {input.config} --variant {params.variant} --data {input.data} --map {input.map} "
         "--posterior {output.posterior} --shifts {output.shifts} --diagnostics {output.diagnostics} > {log} 2>&1"
 
 
@@ -88,7 +88,7 @@ use rule fit_map as fit_map_variant with:
         f"{LOGS}/variants/{{variant}}/fit_map.log",
 
 
-use rule fit_nuts as fit_nuts_variant with:
+use rule fit as fit_variant with:
     input:
         config=CONFIG,
         data=f"{RESULTS}/data.nc",
@@ -100,7 +100,7 @@ use rule fit_nuts as fit_nuts_variant with:
     params:
         variant=lambda w: w.variant,
     log:
-        f"{LOGS}/variants/{{variant}}/fit_nuts.log",
+        f"{LOGS}/variants/{{variant}}/fit.log",
 
 
 rule compare:

@@ -1,4 +1,4 @@
-# The stages of an imported PEtab problem (`petab:` in the config): fit_map -> fit_nuts -> report.
+# The stages of an imported PEtab problem (`petab:` in the config): fit_map -> fit -> report.
 PROBLEM = config["petab"]
 COMPARE = []
 TABLE = f"{RESULTS}/parameters.csv"  # the report's table
@@ -21,7 +21,7 @@ rule fit_map:
         "python -m pipeline fit-map {input.config} --out {output} > {log} 2>&1"
 
 
-rule fit_nuts:
+rule fit:
     input:
         config=CONFIG,
         problem=PROBLEM,
@@ -33,9 +33,9 @@ rule fit_nuts:
         diagnostics=f"{RESULTS}/diagnostics.json",
     threads: 2  # chain_method: processes runs a chain per core
     log:
-        f"{LOGS}/fit_nuts.log",
+        f"{LOGS}/fit.log",
     conda:
         "../environment.yml"
     shell:
-        "python -m pipeline fit-nuts {input.config} --map {input.map} --posterior {output.posterior} "
+        "python -m pipeline fit {input.config} --map {input.map} --posterior {output.posterior} "
         "--shifts {output.parameters} --plot {output.plot} --diagnostics {output.diagnostics} > {log} 2>&1"

@@ -1,7 +1,7 @@
 """Our feedback network and a blot dataset as a PEtab v1 problem (`python -m pipeline export-petab`), so
 that AMICI, pyPESTO, PEtab.jl or Data2Dynamics users can run it.
 
-The SBML model has the 22 states of `pipeline.network` with one rate rule each (the rate equations,
+The SBML model has the 22 states of `pipeline.model.network` with one rate rule each (the rate equations,
 printed from the same `network.rates` the solver integrates), every network parameter, and the
 inputs as assignment rules: the drug occupancies (Hill functions of the dose parameters
 `dose_<drug>`, one per drug of `pipeline/data/drugs.csv`, competitive where drugs share a site)
@@ -38,8 +38,8 @@ import sympy as sp
 import yaml
 from jax.scipy import stats
 
-from pipeline import network, observation, parameters
-from pipeline.posterior import Model
+from pipeline.model import network, observation, parameters
+from pipeline.model.posterior import Model
 from pipeline.vocabulary import DRUGS, TARGETS
 
 COMPARTMENT = "cell"

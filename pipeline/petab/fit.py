@@ -1,8 +1,8 @@
-"""Bayesian fits of an imported PEtab problem (`petab:` in a config): the `fit_map` and `fit_nuts` stages.
+"""Bayesian fits of an imported PEtab problem (`petab:` in a config): the `fit_map` and `fit` stages.
 
-`PetabModel` gives a PEtab problem the interface of `pipeline.posterior.Model` (a log density on one
-flat unconstrained vector `u`), so the same multi-start MAP (`fit.map_fits`) and NUTS (`fit.sample`)
-run on it. Coordinates: one per estimated parameter, named by its parameterId; on the parameter's
+`PetabModel` gives a PEtab problem the model interface of `pipeline.inference.engine` (a log density on
+one flat unconstrained vector `u`, and what the posterior's outputs need), so the engine's multi-start
+MAP and sampler run on it as on the blot model. Coordinates: one per estimated parameter, named by its parameterId; on the parameter's
 scale x = lower + (upper - lower) * sigmoid(u), so the bounds hold everywhere.
 
 Priors: the parameter table's `objectivePriorType` where given (parameterScaleUniform,
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from typing import Callable
 
 import arviz as az
@@ -30,18 +29,22 @@ import scipy.stats
 import xarray as xr
 from jax.scipy import stats
 
-from pipeline import figures, fit
+from pipeline.outputs import figures
+from pipeline import vocabulary as v
+from pipeline.inference import engine
 from pipeline.petab import problem as petabproblem
-from pipeline.solver import SolverSettings
+from pipeline.model.solver import SolverSettings
 from pipeline.problems import InputError, Problem as Issue
 
 PRIORS = ("parameterScaleUniform", "parameterScaleNormal", "parameterScaleLaplace")
-MEASUREMENT = "measurement"  # the dim of measurement rows in posterior.nc
-Y = "y"
+Y = v.Y  # the data variable and the dim of its rows in posterior.nc, as in a blot analysis
+MEASUREMENT = v.DIM_MEASUREMENT
 
 
 class PetabModel:
     """The posterior of a PEtab problem on u (see the module docstring); every method is pure JAX."""
+
+    rebuild = None  # (function, arguments) that build it in a worker process: set by `model`
 
     def __init__(self, problem: petabproblem.Problem, settings: SolverSettings = petabproblem.REFERENCE,
                  start_sd: float | None = None):
@@ -51,6 +54,8 @@ class PetabModel:
         self.lower, self.upper = problem.x_lower, problem.x_upper
         self.prior_kind, self.prior_loc, self.prior_scale = _priors(problem)
         self.log_y = jnp.asarray(problem.y)  # the data argument of the model interface (here y on its own scale)
+        self.attrs = {"petab_problem": problem.name, "estimated": list(self.coords),
+                      "parameter_scale": [petabproblem.SCALES[s] for s in problem.scale[problem.estimated]]}
 
     def x(self, u):
         """The estimated parameters on their parameter scale."""
@@ -105,6 +110,42 @@ class PetabModel:
                 "parameters_scaled": {n: float(v) for n, v in zip(self.coords, x)}}
 
 
+    def values(self, flat_u) -> np.ndarray:
+        """[draws, estimated] the estimated parameters on their linear scale."""
+        x = np.asarray(jax.vmap(self.x)(flat_u))
+        return np.asarray(petabproblem.from_scale(x, self.problem.scale[self.problem.estimated]))
+
+    def variables(self, flat_u, observed) -> tuple[dict, dict, dict]:
+        """The estimated parameters (linear scale) and the model values `h` of every measurement row."""
+        values = self.values(flat_u)
+        data = {pid: values[:, i] for i, pid in enumerate(self.coords)}
+        data["h"] = observed["h"]
+        return data, {"h": [MEASUREMENT]}, {}
+
+    def measurements(self) -> tuple[np.ndarray, dict]:
+        rows = self.problem.measurements
+        labels = {c: (MEASUREMENT, rows[c].astype(str).to_numpy()) for c in ("observableId", "simulationConditionId")}
+        labels["simulation"] = (MEASUREMENT, np.array([_simulation_label(*self.problem.simulations[s])
+                                                       for s in self.problem.row_sim]))
+        labels["time"] = (MEASUREMENT, rows["time"].to_numpy(float))
+        return self.problem.y, {MEASUREMENT: np.arange(len(rows)), **labels}
+
+    def prior_group(self, key, n: int) -> xr.Dataset:
+        """n exact draws of the estimated parameters under their prior, as one chain labelled as in `posterior`
+        (linear scale): each parameter's prior on its parameter scale, truncated to its bounds, by inverse CDF."""
+        p = np.asarray(jax.random.uniform(key, (n, self.dim), minval=1e-12, maxval=1.0 - 1e-12))
+        x = np.empty_like(p)
+        for i in range(self.dim):
+            lo, hi = float(self.lower[i]), float(self.upper[i])
+            dist = (scipy.stats.uniform(lo, hi - lo), scipy.stats.norm(self.prior_loc[i], self.prior_scale[i]),
+                    scipy.stats.laplace(self.prior_loc[i], self.prior_scale[i]))[self.prior_kind[i]]
+            a, b = dist.cdf(lo), dist.cdf(hi)
+            x[:, i] = np.clip(dist.ppf(a + p[:, i] * (b - a)), lo, hi)
+        values = np.asarray(petabproblem.from_scale(x, self.problem.scale[self.problem.estimated]))
+        data = {pid: (("chain", "draw"), values[None, :, i]) for i, pid in enumerate(self.coords)}
+        return xr.Dataset(data, coords={"chain": [0], "draw": np.arange(n)}, attrs=self.attrs)
+
+
 def _priors(problem: petabproblem.Problem):
     kind = np.zeros(int(problem.estimated.sum()), dtype=int)
     loc, scale = np.zeros_like(kind, dtype=float), np.ones_like(kind, dtype=float)
@@ -131,73 +172,19 @@ def _priors(problem: petabproblem.Problem):
 
 def model(config: dict) -> PetabModel:
     settings = dataclasses.replace(petabproblem.REFERENCE, **config["solver"])
-    return PetabModel(petabproblem.load(config["petab"]), settings, config["map"].get("start_sd"))
+    m = PetabModel(petabproblem.load(config["petab"]), settings, config["map"].get("start_sd"))
+    m.rebuild = (model, (config,))  # how a worker process builds it again
+    return m
 
 
 def run_map(config: dict, log: Callable[[str], None] = print) -> dict:
     m = model(config)
-    return fit.map_fits(m, config, m.describe, log)
+    return engine.map_fits(m, config, m.describe, log)
 
 
-def run_nuts(config: dict, map_result: dict, log: Callable[[str], None] = print):
+def run_posterior(config: dict, map_result: dict, log: Callable[[str], None] = print):
     """(InferenceData, diagnostics dict)."""
-    t0 = time.perf_counter()
-    m = model(config)
-    draws = fit.sample(m, config, map_result, (model, (config,)), log)
-    idata = inference_data(m, draws, fit._key(config, fit.STAGE_OBSERVE))
-    idata.add_groups(prior=prior_group(m, fit._key(config, fit.STAGE_PRIOR)))
-    return idata, fit.diagnostics(idata, draws, time.perf_counter() - t0)
-
-
-def prior_group(m: PetabModel, key, n: int = fit.PRIOR_DRAWS) -> xr.Dataset:
-    """n exact draws of the estimated parameters under their prior, as one chain labelled as in `posterior`
-    (linear scale): each parameter's prior on its parameter scale, truncated to its bounds, by inverse CDF."""
-    p = np.asarray(jax.random.uniform(key, (n, m.dim), minval=1e-12, maxval=1.0 - 1e-12))
-    x = np.empty_like(p)
-    for i in range(m.dim):
-        lo, hi = float(m.lower[i]), float(m.upper[i])
-        dist = (scipy.stats.uniform(lo, hi - lo), scipy.stats.norm(m.prior_loc[i], m.prior_scale[i]),
-                scipy.stats.laplace(m.prior_loc[i], m.prior_scale[i]))[m.prior_kind[i]]
-        a, b = dist.cdf(lo), dist.cdf(hi)
-        x[:, i] = np.clip(dist.ppf(a + p[:, i] * (b - a)), lo, hi)
-    values = np.asarray(petabproblem.from_scale(x, m.problem.scale[m.problem.estimated]))
-    data = {pid: (("chain", "draw"), values[None, :, i]) for i, pid in enumerate(m.coords)}
-    return xr.Dataset(data, coords={"chain": [0], "draw": np.arange(n)}, attrs=_attrs(m))
-
-
-def _attrs(m: PetabModel) -> dict:
-    """The estimated parameters and their PEtab parameter scales (the axis their prior lives on)."""
-    return {"petab_problem": m.problem.name, "estimated": list(m.coords),
-            "parameter_scale": [petabproblem.SCALES[s] for s in m.problem.scale[m.problem.estimated]]}
-
-
-def inference_data(m: PetabModel, draws, key) -> az.InferenceData:
-    chains, n, d = draws.u.shape
-    flat = draws.u.reshape(chains * n, d)
-    keys = jax.random.split(key, chains * n)
-    observed = jax.lax.map(lambda a: m.observe(*a), (flat, keys), batch_size=8)
-    x = np.asarray(jax.vmap(m.x)(flat))
-    values = petabproblem.from_scale(x, m.problem.scale[m.problem.estimated])
-    shape = lambda a: np.asarray(a).reshape((chains, n) + np.shape(a)[1:])  # noqa: E731
-    posterior = {pid: shape(np.asarray(values)[:, i]) for i, pid in enumerate(m.coords)}
-    sample_stats = fit.sampler_stats(draws, shape(observed["ok"]))
-    rows = m.problem.measurements
-    coords = {MEASUREMENT: np.arange(len(rows))}
-    dims = {Y: [MEASUREMENT], "h": [MEASUREMENT]}
-    posterior["h"] = shape(observed["h"])
-    idata = az.from_dict(posterior=posterior, sample_stats=sample_stats,
-                         log_likelihood={Y: shape(observed["log_lik"])},
-                         posterior_predictive={Y: shape(observed["y_rep"])},
-                         observed_data={Y: m.problem.y}, coords=coords, dims=dims)
-    labels = {c: (MEASUREMENT, rows[c].astype(str).to_numpy()) for c in ("observableId", "simulationConditionId")}
-    labels["simulation"] = (MEASUREMENT, np.array([_simulation_label(*m.problem.simulations[s])
-                                                   for s in m.problem.row_sim]))
-    labels["time"] = (MEASUREMENT, rows["time"].to_numpy(float))
-    for group in ("posterior", "observed_data", "log_likelihood", "posterior_predictive"):
-        setattr(idata, group, getattr(idata, group).assign_coords(labels))
-    fit.add_chain_counts(idata, draws)
-    idata.posterior.attrs.update(_attrs(m))
-    return idata
+    return engine.posterior(model(config), config, map_result, log)
 
 
 def _simulation_label(preequilibration: str | None, condition: str) -> str:

@@ -15,7 +15,7 @@ PEtab semantics (v1):
   parameter ids; a species cell sets that species' initial value after any pre-equilibration
   (an empty cell keeps the pre-equilibrated value);
 - pre-equilibration runs the pre-equilibration condition from the model's initial values to a
-  steady state (`pipeline.solver.steady_state`, by default integration to diffrax's steady-state event);
+  steady state (`pipeline.model.solver.steady_state`, by default integration to diffrax's steady-state event);
 - `observableParameter<k>_<observable>` and `noiseParameter<k>_<observable>` in the formulas take
   the k-th entry of the row's `observableParameters` / `noiseParameters` (numbers or parameter ids);
 - log-likelihood: natural log, all constants, normal or Laplace noise on the lin, log or log10
@@ -37,9 +37,9 @@ import numpy as np
 import pandas as pd
 import sympy as sp
 
-from pipeline import solver
+from pipeline.model import solver
 from pipeline.petab import sbml
-from pipeline.solver import SolverSettings
+from pipeline.model.solver import SolverSettings
 from pipeline.problems import InputError, Problem as Issue, display_path
 
 jax.config.update("jax_enable_x64", True)

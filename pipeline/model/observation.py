@@ -12,6 +12,7 @@ density of y itself). The profile (best) log scale of a group is mean_g r.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Callable, NamedTuple
 
 import jax
@@ -19,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy import stats
 
-jax.config.update("jax_enable_x64", True)  # float64 everywhere (as in pipeline.simulate)
+jax.config.update("jax_enable_x64", True)  # float64 everywhere (as in pipeline.model.simulate)
 
 NOISES = ("lognormal", "student_t")  # `model.noise` in the config
 _TINY = 1e-300  # floor of a denominator (an empty group)
@@ -152,6 +153,79 @@ def student_t_draws(key, df, shape):
     w = jax.random.uniform(k_w, shape, minval=jnp.finfo(float).tiny)
     theta = jax.random.uniform(k_theta, shape, maxval=2 * jnp.pi)
     return jnp.cos(theta) * jnp.sqrt(df * jnp.expm1(-2.0 / df * jnp.log(w)))
+
+
+# ---- log-normal noise with each target's sigma integrated out (`prior.integrate_sigma`) ----------------
+#
+# After the scales, a target's bands enter the likelihood only through m_t = sum_g (n_g - 1) and the pooled
+# SS_t = sum_g SS_g: L_t(sigma) = -m_t/2 log(2 pi sigma^2) - SS_t / (2 sigma^2). With the HalfNormal(scale) prior
+# on sigma, the integral over l = log sigma of exp(f(l)), f(l) = -(m_t - 1) l - SS_t e^(-2l) / 2 - e^(2l) / (2 scale^2)
+# (+ constants, the Jacobian d sigma = sigma dl included), is one-dimensional per target and smooth. Its mode has a
+# closed form (v = e^(2l) solves v^2 / scale^2 + (m_t - 1) v - SS_t = 0) and its width -1/f''; the integral is the
+# same tan-mapped Gauss-Legendre quadrature as the Student-t scales (above), nodes held out of the gradient.
+# Exact draws of sigma given the model values: inverse CDF on the same grid (`draw_sigma`), then the scales given
+# sigma (`draw_log_scales`): a draw of the joint posterior (Raimundez et al. 2020 marginalise noise parameters so).
+
+
+LOG_SIGMA_BOUND = 30.0
+
+
+def _sigma_stats(log_pred, log_y, group, band_target, n_groups: int, n_targets: int):
+    """(m_t, SS_t) of every target: residual degrees of freedom and pooled within-group sum of squares."""
+    r = log_y - log_pred
+    n = jax.ops.segment_sum(jnp.ones_like(r), group, n_groups)
+    mean = jax.ops.segment_sum(r, group, n_groups) / jnp.maximum(n, 1.0)
+    ss = jax.ops.segment_sum((r - mean[group]) ** 2, band_target, n_targets)
+    m = jax.ops.segment_sum(jnp.ones_like(r), band_target, n_targets) - jax.ops.segment_sum(
+        (n > 0).astype(r.dtype), jax.ops.segment_max(band_target, group, n_groups).clip(0), n_targets)
+    return m, ss
+
+
+def _sigma_log_integrand(log_sigma, m, ss, scale):
+    """f(l) [T, K] for l = log sigma [T, K]: the likelihood's sigma terms, the HalfNormal prior, the Jacobian.
+    The far nodes of the tan map are held within |l| <= 30, where f is already -1e25 or less (so that e^(-2l)
+    stays finite and their zero weight keeps the gradient finite)."""
+    m, ss, log_sigma = m[:, None], ss[:, None], jnp.clip(log_sigma, -LOG_SIGMA_BOUND, LOG_SIGMA_BOUND)
+    return (-m * (log_sigma + 0.5 * math.log(2 * math.pi)) - 0.5 * ss * jnp.exp(-2 * log_sigma)
+            + math.log(2.0) + stats.norm.logpdf(jnp.exp(log_sigma), 0.0, scale) + log_sigma)
+
+
+def _sigma_nodes(m, ss, scale):
+    """(centre, width) of every target's quadrature in log sigma: the mode of f and WIDTH / sqrt(-f'')."""
+    m, ss = jax.lax.stop_gradient(m), jax.lax.stop_gradient(ss)
+    k = m - 1.0
+    v = 2 * ss / (k + jnp.sqrt(k**2 + 4 * ss / scale**2))
+    v = jnp.where(ss > 0, v, scale**2 * jnp.maximum(-k, 1.0))  # no spread at all: the prior's own mode
+    return 0.5 * jnp.log(v), WIDTH / jnp.sqrt(2 * ss / v + 2 * v / scale**2)
+
+
+def integrated_sigma_log_likelihood(log_pred, log_y, group, band_target, n_groups: int, n_targets: int, scale):
+    """log p(y | h) of log-normal bands with every blot scale (flat prior on log s) and every target's sigma
+    (HalfNormal(scale) prior) integrated out; a density of y, like `marginal_log_likelihood`.
+    band_target: [N] ints in [0, n_targets), the target of each band."""
+    m, ss = _sigma_stats(log_pred, log_y, group, band_target, n_groups, n_targets)
+    centre, width = _sigma_nodes(m, ss, scale)
+    log_i = jax.nn.logsumexp(_sigma_log_integrand(centre[:, None] + width[:, None] * _X, m, ss, scale) + _LOG_W,
+                             axis=1) + jnp.log(width)
+    n = jax.ops.segment_sum(jnp.ones_like(log_y), group, n_groups)
+    return jnp.sum(log_i) - 0.5 * jnp.sum(jnp.log(jnp.maximum(n, 1.0))) - jnp.sum(log_y)
+
+
+def draw_sigma(key, log_pred, log_y, group, band_target, n_groups: int, n_targets: int, scale):
+    """One draw of every target's sigma [T] from its exact conditional given h (scales integrated out), by
+    inverse CDF on N_GRID cells of the quadrature's map."""
+    m, ss = _sigma_stats(log_pred, log_y, group, band_target, n_groups, n_targets)
+    centre, width = _sigma_nodes(m, ss, scale)
+    grid = centre[:, None] + width[:, None] * jnp.asarray(_X_GRID)
+    p = _sigma_log_integrand(grid, m, ss, scale) + _LOG_DX_GRID
+    p = jnp.exp(p - jnp.max(p, axis=1, keepdims=True))
+    cdf = jnp.cumsum(p, axis=1)
+    u = jax.random.uniform(key, (n_targets,)) * cdf[:, -1]
+    cell = jnp.minimum(jnp.sum(cdf < u[:, None], axis=1), N_GRID - 1)
+    p_cell = jnp.take_along_axis(p, cell[:, None], axis=1)[:, 0]
+    frac = (u - (jnp.take_along_axis(cdf, cell[:, None], axis=1)[:, 0] - p_cell)) / p_cell
+    s = -1.0 + (cell + jnp.clip(frac, 0.0, 1.0)) * 2.0 / N_GRID
+    return jnp.exp(centre + width * jnp.tan(jnp.pi * s / 2))
 
 
 # ---- the noise model of a config ----------------------------------------------------------------------

@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from pipeline import parameters  # noqa: E402
+from pipeline.model import parameters  # noqa: E402
 from pipeline import vocabulary as v  # noqa: E402
 
 SAMPLE = ("chain", "draw")

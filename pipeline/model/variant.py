@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline import drugs, network, parameters
+from pipeline.model import drugs, network, parameters
 from pipeline.vocabulary import DRUGS
 
 

@@ -23,8 +23,8 @@ import pandas as pd
 import xarray as xr
 
 from pipeline import vocabulary as v
-from pipeline.dataset import BlotDataset
-from pipeline.outputs import atomic_path
+from pipeline.blots.dataset import BlotDataset
+from pipeline.outputs.files import atomic_path
 
 NETCDF_ENGINE = "h5netcdf"
 

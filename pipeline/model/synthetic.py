@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from pipeline import network, parameters, simulate
+from pipeline.model import network, parameters, simulate
 from pipeline import vocabulary as v
-from pipeline.drugs import HOW_TO_ADD
+from pipeline.model.drugs import HOW_TO_ADD
 from pipeline.problems import InputError, Problem, display_path, one_of
 from pipeline.yamlschema import read_yaml, validate
 

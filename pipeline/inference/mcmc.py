@@ -1,4 +1,4 @@
-"""NUTS (numpyro) on `pipeline.posterior.Model`, started from the best MAP fits.
+"""NUTS (numpyro) on a model of the `pipeline.inference.engine` interface, started from the best MAP fits.
 
 The numpyro model has one site, `u` (flat, improper), and a factor: the model's log density;
 where a solve fails the factor is -inf, so the proposal is rejected
@@ -7,7 +7,8 @@ where a solve fails the factor is -inf, so the proposal is rejected
 Chains run one after another in one process (`sequential`), vmapped in one run (`vectorized`: the best
 on a GPU), or each in its own worker process (`processes`: on a multi-core CPU, where one chain's
 solves keep only one core busy; each worker builds the model again and compiles its own kernel, and a
-chain draws exactly what it draws under `sequential`). numpyro's own `parallel` (pmap over host
+chain draws exactly what it draws under `sequential`). `auto` (the default) picks by device:
+`vectorized` on a GPU, `processes` on a CPU with more than one core, else `sequential`. numpyro's own `parallel` (pmap over host
 devices) fails inside lineax's LU solve of the stiff solver, so it is not offered. Every evaluation's success is
 reported to the host through `jax.debug.callback`, so failures are counted per chain, for warmup
 and sampling apart. With chain_method "sequential" the chains run one after another in one
@@ -31,8 +32,6 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro.infer import MCMC, NUTS
 
-from pipeline.posterior import Model
-
 SITE = "u"  # the one numpyro sample site: the unconstrained vector of `Model.coords`
 FIELDS = ("diverging", "num_steps", "accept_prob", "potential_energy", "energy", "adapt_state.step_size")
 
@@ -45,6 +44,17 @@ class Draws(NamedTuple):
     failures: np.ndarray  # [chains] solver failures while sampling
     wall_warmup_s: float
     wall_sampling_s: float
+
+
+def chain_method(cfg: dict) -> str:
+    """The `sampler.chain_method` to run: the config's, or for `auto` the one that suits this device."""
+    if cfg["chain_method"] != "auto":
+        return cfg["chain_method"]
+    if cfg["chains"] == 1:
+        return "sequential"
+    if jax.default_backend() == "gpu":
+        return "vectorized"
+    return "processes" if (os.cpu_count() or 1) > 1 else "sequential"
 
 
 class _FailureCounter:
@@ -66,10 +76,11 @@ class _FailureCounter:
 class Sampler:
     """A compiled NUTS kernel for one model; `run` may be called again (same shapes) without recompiling."""
 
-    def __init__(self, model: Model, nuts: dict, inverse_mass_matrix=None):
-        self.model, self.cfg = model, nuts
-        self.counter = _FailureCounter(nuts["chains"])
-        self.vectorized = nuts["chain_method"] == "vectorized" and nuts["chains"] > 1
+    def __init__(self, model, cfg: dict, inverse_mass_matrix=None):
+        self.model, self.cfg = model, cfg
+        self.counter = _FailureCounter(cfg["chains"])
+        self.method = chain_method(cfg)
+        self.vectorized = self.method == "vectorized" and cfg["chains"] > 1
 
         def density(log_y):
             u = numpyro.sample(SITE, dist.ImproperUniform(dist.constraints.real_vector, (), (model.dim,)))
@@ -80,15 +91,15 @@ class Sampler:
         # numpyro checks a model's initial point before it takes ours: point that check at ours too
         self._init_values = {SITE: jnp.zeros(model.dim)}
         kernel = NUTS(density, init_strategy=numpyro.infer.init_to_value(values=self._init_values),
-                      target_accept_prob=nuts["target_accept"], max_tree_depth=nuts["max_tree_depth"],
-                      dense_mass=nuts["dense_mass"], adapt_mass_matrix=nuts["adapt_mass"],
+                      target_accept_prob=cfg["target_accept"], max_tree_depth=cfg["max_tree_depth"],
+                      dense_mass=cfg["dense_mass"], adapt_mass_matrix=cfg["adapt_mass"],
                       inverse_mass_matrix=None if inverse_mass_matrix is None else
                       {(SITE,): jnp.asarray(inverse_mass_matrix)})
         # the data are an argument of the compiled kernel (jit_model_args), so `run` on other data of the same
         # design does not compile again
-        self.mcmc = MCMC(kernel, num_warmup=nuts["warmup"], num_samples=nuts["samples"],
-                         num_chains=nuts["chains"] if self.vectorized else 1, chain_method="vectorized",
-                         progress_bar=nuts["progress"], jit_model_args=True)
+        self.mcmc = MCMC(kernel, num_warmup=cfg["warmup"], num_samples=cfg["samples"],
+                         num_chains=cfg["chains"] if self.vectorized else 1, chain_method="vectorized",
+                         progress_bar=cfg["progress"], jit_model_args=True)
 
     def run(self, key, inits: np.ndarray, warmup: int | None = None, samples: int | None = None,
             log_y=None, chain_keys=None) -> Draws:
@@ -100,8 +111,8 @@ class Sampler:
         self.mcmc.num_warmup = warmup or self.cfg["warmup"]
         self.mcmc.num_samples = samples or self.cfg["samples"]
         keys = jax.random.split(key, chains) if chain_keys is None else jnp.asarray(chain_keys)
-        if self.cfg["chain_method"] == "processes" and chains > 1:
-            raise ValueError("chain_method 'processes' runs through sampling.run_in_processes")
+        if self.method == "processes" and chains > 1:
+            raise ValueError("chain_method 'processes' runs through mcmc.run_in_processes")
         if self.vectorized:  # one run of all chains; the counter tells them apart by call order
             self.counter.chain = None
             parts = [self._one(keys, jnp.asarray(inits))]
@@ -137,13 +148,13 @@ class Sampler:
         return u, fields, warm_steps, fail_warm, fail, t1 - t0, time.perf_counter() - t1
 
 
-def run_in_processes(make_model: Callable, model_args: tuple, nuts: dict, inverse_mass, key,
+def run_in_processes(make_model: Callable, model_args: tuple, cfg: dict, inverse_mass, key,
                      inits: np.ndarray) -> Draws:
-    """`Sampler(make_model(*model_args), nuts, inverse_mass).run(key, inits)` with each chain in its own
+    """`Sampler(make_model(*model_args), cfg, inverse_mass).run(key, inits)` with each chain in its own
     process (at most one per core); make_model must be a module-level function (it is pickled by name)."""
-    chains = nuts["chains"]
+    chains = cfg["chains"]
     keys = np.asarray(jax.random.split(key, chains))
-    one = {**nuts, "chains": 1, "chain_method": "sequential"}
+    one = {**cfg, "chains": 1, "chain_method": "sequential"}
     workers = min(chains, os.cpu_count() or 1)
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(_chain, make_model, model_args, one, inverse_mass, keys[c], inits[c])
@@ -157,6 +168,6 @@ def run_in_processes(make_model: Callable, model_args: tuple, nuts: dict, invers
                  wall_sampling_s=max(p.wall_sampling_s for p in parts))
 
 
-def _chain(make_model, model_args, nuts, inverse_mass, key, init) -> Draws:
+def _chain(make_model, model_args, cfg, inverse_mass, key, init) -> Draws:
     """One chain in a worker process, with the key it has under `sequential`."""
-    return Sampler(make_model(*model_args), nuts, inverse_mass).run(None, init[None], chain_keys=key[None])
+    return Sampler(make_model(*model_args), cfg, inverse_mass).run(None, init[None], chain_keys=key[None])

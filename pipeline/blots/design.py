@@ -1,6 +1,6 @@
 """A dataset's experiment as arrays for `simulate` and the observation model.
 
-`from_dataset(ds)` turns an ingested blot dataset (pipeline.ingest) into the conditions
+`from_dataset(ds)` turns an ingested blot dataset (pipeline.blots.ingest) into the conditions
 (one per condition_id, each pointing at its cell line's parameter row), the times to
 simulate per condition, and for every band the (condition, time, target) it observes and
 its blot x target scale group.
@@ -13,7 +13,7 @@ from typing import NamedTuple
 import numpy as np
 import xarray as xr
 
-from pipeline import simulate
+from pipeline.model import simulate
 from pipeline import vocabulary as v
 
 

@@ -19,7 +19,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from pipeline import design, network, observation, parameters, simulate, solver, variant  # noqa: E402
+from pipeline.blots import design  # noqa: E402
+from pipeline.model import network, observation, parameters, simulate, solver, variant
 from pipeline import vocabulary as v  # noqa: E402
 
 

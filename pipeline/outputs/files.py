@@ -44,3 +44,11 @@ def atomic_dir(final: str | Path):
     finally:
         for leftover in (tmp, old):
             shutil.rmtree(leftover, ignore_errors=True)
+
+
+def write_json(obj: dict, path: str | Path) -> None:
+    """`obj` as indented JSON, atomically."""
+    import json
+
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(obj, indent=1) + "\n", encoding="utf-8")

@@ -45,11 +45,11 @@ def compare(posteriors: dict[str, str | Path | az.InferenceData]) -> pd.DataFram
 def _load(path) -> az.InferenceData:
     path = Path(path)
     if not path.is_file():
-        raise InputError([Problem(str(path), "does not exist", fix="fit the variant first (its fit_nuts stage)")])
+        raise InputError([Problem(str(path), "does not exist", fix="fit the variant first (its fit stage)")])
     idata = az.from_netcdf(path)
     if "log_likelihood" not in idata.groups():
         raise InputError([Problem(str(path), "has no log_likelihood group",
-                                  fix="refit it with this version's fit-nuts, which writes one")])
+                                  fix="refit it with this version's `fit`, which writes one")])
     return idata
 
 

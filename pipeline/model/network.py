@@ -1,10 +1,10 @@
 """The PI3K-AKT-mTOR / RAS-MAPK feedback network (model-spec.md sections 1-3 and 5).
 
 Pure array functions: `occupancies` (drug doses -> site occupancies, section 2; which drug binds which
-site is the table `pipeline/data/drugs.csv`, see `pipeline.drugs`),
+site is the table `pipeline/data/drugs.csv`, see `pipeline.model.drugs`),
 `vector_field(t, y, args)` (the rate equations of section 3, in diffrax's
 signature) and `observables` (section 5). The vector field knows nothing about
-solvers, tolerances or protocols; see `pipeline.simulate` for those.
+solvers, tolerances or protocols; see `pipeline.model.simulate` for those.
 
 Feedback loops are switched off by parameter values (`loop_overrides`), so the
 equations stay exactly the spec's.
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from pipeline import drugs, parameters
+from pipeline.model import drugs, parameters
 from pipeline.vocabulary import DRUGS, STIMULI, TARGETS
 
 STATES = (

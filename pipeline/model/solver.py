@@ -1,4 +1,4 @@
-"""The one solver layer: ODE numerics for the network model (`pipeline.simulate`) and imported PEtab models
+"""The one solver layer: ODE numerics for the network model (`pipeline.model.simulate`) and imported PEtab models
 (`pipeline.petab.problem`).
 
 `SolverSettings` holds every numerical choice (method, tolerances, step limit, adjoint, pre-equilibration)
@@ -7,7 +7,7 @@ Both are pure functions of arrays (jit- and vmap-able) and never raise on a fail
 diffrax's result code or an `ok` flag, which the callers turn into a rejected proposal.
 
 Defaults are the fastest settings that keep the observables within 1e-4 of scipy's Radau reference and
-pass the tests (benchmarks/README.md has the comparison): Rodas5P (`pipeline.rosenbrock`) at rtol 1e-4,
+pass the tests (benchmarks/README.md has the comparison): Rodas5P (`pipeline.model.rosenbrock`) at rtol 1e-4,
 reverse-mode gradients through the steps.
 """
 
@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import optimistix as optx
 
-from pipeline import rosenbrock
+from pipeline.model import rosenbrock
 
 jax.config.update("jax_enable_x64", True)
 

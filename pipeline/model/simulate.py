@@ -24,8 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pipeline import drugs, network, parameters, solver
-from pipeline.solver import SolverSettings
+from pipeline.model import drugs, network, parameters, solver
+from pipeline.model.solver import SolverSettings
 from pipeline.vocabulary import DRUGS
 
 jax.config.update("jax_enable_x64", True)

@@ -4,7 +4,7 @@ the same figures as PNG files in results/<analysis>/figures/.
 Read from the fit stage's outputs only: posterior.nc (posterior, prior, posterior_predictive,
 observed_data, constant_data, sample_stats, log_likelihood), shifts.csv, diagnostics.json, and compare.csv
 when the config lists model variants. Besides the page it writes misfit.csv, the posterior-predictive
-check of every read-out (pipeline.misfit), for a blot analysis. For an imported PEtab problem (`petab:` in
+check of every read-out (pipeline.outputs.misfit), for a blot analysis. For an imported PEtab problem (`petab:` in
 the config) the page has the same convergence, sampler and contraction sections, the parameter table
 (parameters.csv) instead of the mechanism shifts, and the predictive per observable and simulation (no
 misfit section: the check is written for the blot observation model).
@@ -23,9 +23,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from pipeline import diagnose, figures, misfit
+from pipeline.outputs import diagnose, figures, misfit
 from pipeline import vocabulary as v
-from pipeline.outputs import atomic_dir, atomic_path
+from pipeline.outputs.files import atomic_dir, atomic_path
 from pipeline.problems import InputError, Problem
 
 FIGURES = "figures"
@@ -86,7 +86,7 @@ def summaries(idata: az.InferenceData) -> dict:
 
 
 def misfit_summary(config: dict, idata: az.InferenceData) -> dict:
-    """The misfit check of a blot analysis (pipeline.misfit): the per-read-out table (None when it cannot be
+    """The misfit check of a blot analysis (pipeline.outputs.misfit): the per-read-out table (None when it cannot be
     computed, with the reason), and, when read-outs are flagged, the shifts without them, the Pareto k of
     that reweighting and the warning sentences."""
     model = config.get("model", {})
@@ -222,7 +222,7 @@ def _petab_head(config: dict, idata, parameters: pd.DataFrame, pngs: dict) -> li
 
 
 def _trust(config: dict, idata, diag: dict) -> list[str]:
-    found = diagnose.checks(idata, diag, config["nuts"]["max_tree_depth"])
+    found = diagnose.checks(idata, diag, config["sampler"]["max_tree_depth"])
     status, sentence = diagnose.verdict(found)
     h = html.escape
     return ["<h2>Can the fit be trusted?</h2>",

@@ -26,7 +26,7 @@ from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
 
-from pipeline import parameters
+from pipeline.model import parameters
 from pipeline.problems import InputError, Problem, display_path, one_of
 
 TABLE_PATH = resources.files("pipeline") / "data" / "drugs.csv"
@@ -111,7 +111,7 @@ def doses(drug: str) -> tuple[float, ...]:
 def check_sites(sites) -> None:
     """`InputError` if a row binds a site that is not in `sites` (the network's occupancies)."""
     problems = [Problem(_shown(), "is not a binding site of the network", row=b.row, column="site", value=b.site,
-                        fix=one_of(sites, b.site) + " (a new site is new rate equations: pipeline/network.py)")
+                        fix=one_of(sites, b.site) + " (a new site is new rate equations: pipeline/model/network.py)")
                 for b in bindings() if b.site not in sites]
     if problems:
         raise InputError(problems)

@@ -3,7 +3,7 @@
 Thresholds follow Vehtari et al. 2021 (rank-normalised R-hat <= 1.01, bulk and tail ESS >= 100 per
 chain) and Betancourt 2017 (E-BFMI >= 0.3, no divergences); solver failures are proposals rejected
 because an ODE solve failed (`sample_stats.solver_failures`), and iterations that stop at the maximum
-tree depth mean a trajectory was cut short (see `nuts.max_tree_depth`).
+tree depth mean a trajectory was cut short (see `sampler.max_tree_depth`).
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ def checks(idata: az.InferenceData, diagnostics: dict, max_tree_depth: int) -> l
     out = []
     rhat = diagnostics["max_rhat"]
     if rhat is None:
-        out.append(Check("R-hat", "n/a (1 chain)", CAUTION, "R-hat needs 2 chains or more: set nuts.chains to 4."))
+        out.append(Check("R-hat", "n/a (1 chain)", CAUTION, "R-hat needs 2 chains or more: set sampler.chains to 4."))
     else:
         status = OK if rhat <= RHAT_OK else CAUTION if rhat <= RHAT_BAD else BAD
         msg = {OK: "The chains agree with each other.",
-               CAUTION: "The chains agree only roughly: run longer chains (nuts.warmup, nuts.samples) before "
+               CAUTION: "The chains agree only roughly: run longer chains (sampler.warmup, sampler.samples) before "
                         "reading small differences.",
                BAD: "The chains disagree: they explore different regions, so the posterior summary is not "
                     "reliable. Run longer warmup and more draws; if it persists, look at the rank plot for "
@@ -50,13 +50,13 @@ def checks(idata: az.InferenceData, diagnostics: dict, max_tree_depth: int) -> l
         what = "medians and means" if kind == "bulk" else "the 90 % intervals"
         msg = (f"Enough independent draws for {what}." if status == OK else
                f"Fewer than {need} effective draws ({ESS_PER_CHAIN} per chain): {what} are noisy. Run more "
-               f"draws (nuts.samples; about {int(np.ceil(need / max(ess, 1) * draws))} per chain would do).")
+               f"draws (sampler.samples; about {int(np.ceil(need / max(ess, 1) * draws))} per chain would do).")
         out.append(Check(f"ESS {kind} (min)", f"{ess:.0f}", status, msg))
     total = chains * draws
     div, fail = diagnostics["divergences"], diagnostics["solver_failures"]
     out.append(_count("Divergences", div, total, "No divergent transitions.",
                       f"{div} of {total} transitions diverged: the sampler met curvature it could not follow, so "
-                      "the posterior there may be missed. Raise nuts.target_accept (0.95, 0.99); if they remain, "
+                      "the posterior there may be missed. Raise sampler.target_accept (0.95, 0.99); if they remain, "
                       "the model is poorly identified along some direction (see the pair plot)."))
     out.append(_count("Solver failures (sampling)", fail, total, "Every ODE solve succeeded.",
                       f"{fail} proposals were rejected because the ODE solve failed. A few are harmless; many bias "
@@ -75,7 +75,7 @@ def checks(idata: az.InferenceData, diagnostics: dict, max_tree_depth: int) -> l
     status = OK if frac == 0 else CAUTION if frac < 0.1 else BAD
     msg = ("No trajectory was cut at the maximum tree depth." if frac == 0 else
            f"{100 * frac:.0f} % of iterations stopped at the maximum tree depth ({max_tree_depth}): the sampler "
-           "was cut short and explores slowly. Raise nuts.max_tree_depth, or look at the pair plot for "
+           "was cut short and explores slowly. Raise sampler.max_tree_depth, or look at the pair plot for "
            "strongly correlated parameters (sloppy directions) and fix one of them.")
     out.append(Check("Iterations at max tree depth", f"{100 * frac:.0f} % "
                      f"(mean {diagnostics['mean_steps_per_iteration']:.0f} steps)", status, msg))
@@ -92,7 +92,7 @@ def verdict(found: list[Check]) -> tuple[str, str]:
     """(status, one sentence) for the whole fit."""
     if any(c.status == BAD for c in found):
         names = ", ".join(c.name for c in found if c.status == BAD)
-        return BAD, f"Do not trust this fit yet: {names} failed. See what to do below, then rerun fit_nuts."
+        return BAD, f"Do not trust this fit yet: {names} failed. See what to do below, then rerun the fit stage."
     if any(c.status == CAUTION for c in found):
         names = ", ".join(c.name for c in found if c.status == CAUTION)
         return CAUTION, (f"The fit is usable with care: {names} are borderline, so treat small differences and "

@@ -1,7 +1,7 @@
 """Multi-start maximum a posteriori (MAP) fits: optax L-BFGS from prior draws, all starts in one vmap.
 
 Each iteration takes the L-BFGS direction (`optax.scale_by_lbfgs`), capped at length 1 (a prior
-standard deviation in every coordinate of `pipeline.posterior.Model`), and backtracks by halving
+standard deviation in every coordinate of `pipeline.model.posterior.Model`), and backtracks by halving
 until the Armijo condition holds, every start at once: the only compiled ODE function is one
 vmapped value-and-gradient, shared by all starts and trial steps (and by `hessian`), which keeps
 compile time to one gradient's.
@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from pipeline.posterior import Model
+from pipeline.model.posterior import Model
 
 BIG = 1e12  # the objective where the model cannot be evaluated
 ARMIJO = 1e-4

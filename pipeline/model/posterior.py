@@ -13,10 +13,12 @@ Coordinates of `u` (names in `Model.coords`, in this order):
   (Piironen & Vehtari 2017, slab fixed): delta = tau * lambda~ * u with u ~ N(0, 1), plus
   coordinates `log_lambda:<line>:<parameter>` and `log_tau:<line>`.
 - `log_sigma:<target>`: the band noise of each target on log y (HalfNormal prior on sigma): the standard
-  deviation of log-normal noise, or the scale of Student-t noise with `model.noise: student_t`.
+  deviation of log-normal noise, or the scale of Student-t noise with `model.noise: student_t`. With
+  `prior.integrate_sigma` (log-normal noise) there are none: each target's sigma is integrated out with the
+  scales (`observation.integrated_sigma_log_likelihood`) and drawn exactly per posterior draw in `observe`.
 - `log_offset:<target>` with `prior.offset: true`: y = s * (h + c) (HalfNormal prior on c).
 
-Blot scales (one per blot x target) are integrated out (pipeline.observation: analytically under log-normal
+Blot scales (one per blot x target) are integrated out (pipeline.model.observation: analytically under log-normal
 noise, by quadrature under Student-t), so
 NUTS moves in fewer, better-conditioned dimensions; for each posterior draw they are then drawn
 exactly from their conditional posterior (`observe`), which gives the same joint posterior as
@@ -34,8 +36,8 @@ import numpy as np
 import scipy.special
 from jax.scipy import stats
 
-from pipeline import design as design_mod
-from pipeline import observation, parameters, simulate, solver, variant
+from pipeline.blots import design as design_mod
+from pipeline.model import observation, parameters, simulate, solver, variant
 from pipeline.vocabulary import TARGETS
 
 LN10 = math.log(10.0)
@@ -74,6 +76,7 @@ class Model:
         self.targets = tuple(dict.fromkeys(TARGETS[i] for i in design.target_index))  # those in the dataset
         self.band_target = np.array([self.targets.index(TARGETS[i]) for i in design.target_index], dtype=int)
         self.sigma_scale = prior["sigma_scale"]
+        self.integrate_sigma = prior["integrate_sigma"]  # no log_sigma coordinates: sigma is drawn in `observe`
         self.offset, self.offset_scale = prior["offset"], prior["offset_scale"]
         self.log_y = jnp.log(jnp.asarray(design.y))
         self.noise = observation.noise_model(config["model"]["noise"], config["model"]["noise_df"])  # its functions
@@ -84,7 +87,8 @@ class Model:
         if self.shift_prior == "horseshoe":
             coords += [f"log_lambda:{line}:{p}" for line in lines for _, p in self.shift_params]
             coords += [f"log_tau:{line}" for line in lines]
-        coords += [f"log_sigma:{t}" for t in self.targets]
+        if not self.integrate_sigma:
+            coords += [f"log_sigma:{t}" for t in self.targets]
         if self.offset:
             coords += [f"log_offset:{t}" for t in self.targets]
         self.coords = tuple(coords)
@@ -95,8 +99,9 @@ class Model:
             self._slices["log_lambda"] = slice(at, at + n_shift)
             self._slices["log_tau"] = slice(at + n_shift, at + n_shift + len(lines))
             at += n_shift + len(lines)
-        self._slices["log_sigma"] = slice(at, at + len(self.targets))
-        at += len(self.targets)
+        if not self.integrate_sigma:
+            self._slices["log_sigma"] = slice(at, at + len(self.targets))
+            at += len(self.targets)
         if self.offset:
             self._slices["log_offset"] = slice(at, at + len(self.targets))
             at += len(self.targets)
@@ -154,7 +159,8 @@ class Model:
             lp += jnp.sum(stats.norm.logpdf(w))
             log_lam, log_tau = self._part(u, "log_lambda"), self._part(u, "log_tau")
             lp += jnp.sum(_log_half_cauchy(log_lam, 1.0)) + jnp.sum(_log_half_cauchy(log_tau, self.tau_scale))
-        lp += jnp.sum(_log_half_normal(self._part(u, "log_sigma"), self.sigma_scale))
+        if not self.integrate_sigma:
+            lp += jnp.sum(_log_half_normal(self._part(u, "log_sigma"), self.sigma_scale))
         if self.offset:
             lp += jnp.sum(_log_half_normal(self._part(u, "log_offset"), self.offset_scale))
         return lp
@@ -162,8 +168,8 @@ class Model:
     @property
     def kink_mask(self):
         """[D] bool: the coordinates u_i that enter `log_prior` as -|u_i| (the Laplace shifts; the horseshoe
-        has none), where the density has a kink at 0: `mapfit` steps through it with orthant-wise L-BFGS and
-        `mapfit.hessian` leaves it out of the curvature."""
+        has none), where the density has a kink at 0: `inference.optimize` steps through it with orthant-wise L-BFGS and
+        `optimize.hessian` leaves it out of the curvature."""
         mask = np.zeros(self.dim, dtype=bool)
         if self.shift_prior == "laplace":
             mask[self._slices["shift"]] = True
@@ -187,8 +193,14 @@ class Model:
         of the same design (simulation-based calibration)."""
         log_y = self.log_y if log_y is None else log_y
         h, ok = self.predictions(u)
-        sigma = self.sigma(u)[self.band_target]
-        ll = self.noise.marginal_log_likelihood(jnp.log(h), log_y, self.design.group, sigma, len(self.design.groups))
+        if self.integrate_sigma:
+            ll = observation.integrated_sigma_log_likelihood(jnp.log(h), log_y, self.design.group, self.band_target,
+                                                             len(self.design.groups), len(self.targets),
+                                                             self.sigma_scale)
+        else:
+            sigma = self.sigma(u)[self.band_target]
+            ll = self.noise.marginal_log_likelihood(jnp.log(h), log_y, self.design.group, sigma,
+                                                    len(self.design.groups))
         return ll, ok & jnp.isfinite(ll)
 
     def log_density(self, u, log_y=None):
@@ -202,14 +214,20 @@ class Model:
         each band given them, and a replicate dataset (posterior predictive)."""
         log_y = self.log_y if log_y is None else log_y
         h, ok = self.predictions(u)
-        sigma = self.sigma(u)[self.band_target]
         n_groups = len(self.design.groups)
         k_scale, k_noise = jax.random.split(key)
+        k_sigma = jax.random.fold_in(key, 1)
+        if self.integrate_sigma:  # sigma first from its conditional given h, then the scales given sigma
+            sigma_t = observation.draw_sigma(k_sigma, jnp.log(h), log_y, self.design.group, self.band_target, n_groups,
+                                             len(self.targets), self.sigma_scale)
+        else:
+            sigma_t = self.sigma(u)
+        sigma = sigma_t[self.band_target]
         log_scale = self.noise.draw_log_scales(k_scale, jnp.log(h), log_y, self.design.group, sigma, n_groups)
         mean = jnp.log(h) + log_scale[self.design.group]
         log_lik = self.noise.log_likelihood(log_y, mean, sigma)
         y_rep = jnp.exp(self.noise.draw_log_y(k_noise, mean, sigma))
-        return {"log_scale": log_scale, "log_lik": log_lik, "y_rep": y_rep, "h": h, "ok": ok}
+        return {"log_scale": log_scale, "sigma": sigma_t, "log_lik": log_lik, "y_rep": y_rep, "h": h, "ok": ok}
 
     # ---- starts ------------------------------------------------------------------------------------
     def prior_draw(self, key):
@@ -226,7 +244,8 @@ class Model:
             parts.append(jax.random.normal(keys[2], (n_shift,)))
             parts.append(jnp.log(jnp.abs(jax.random.cauchy(keys[3], (n_shift,)))))
             parts.append(jnp.log(self.tau_scale * jnp.abs(jax.random.cauchy(keys[4], (len(self.shifted_lines),)))))
-        parts.append(jnp.log(self.sigma_scale * jnp.abs(jax.random.normal(keys[5], (len(self.targets),)))))
+        if not self.integrate_sigma:
+            parts.append(jnp.log(self.sigma_scale * jnp.abs(jax.random.normal(keys[5], (len(self.targets),)))))
         if self.offset:
             parts.append(jnp.log(self.offset_scale * jnp.abs(jax.random.normal(keys[6], (len(self.targets),)))))
         return jnp.concatenate(parts)
@@ -237,8 +256,9 @@ class Model:
         ref = values[0][self.shift_index] if self.shift_params else jnp.zeros(0)
         log2_fc = (jnp.log2(values[1:][:, self.shift_index]) - jnp.log2(ref)) if self.shift_params else \
             jnp.zeros((len(self.shifted_lines), 0))
-        out = {"estimates": self.estimates(u), "shift": self.shifts(u), "log2_fc": log2_fc,
-               "sigma": self.sigma(u)}
+        out = {"estimates": self.estimates(u), "shift": self.shifts(u), "log2_fc": log2_fc}
+        if not self.integrate_sigma:  # else sigma is drawn with the scales (`observe`)
+            out["sigma"] = self.sigma(u)
         if self.offset:
             out["offset"] = self.offsets(u)
         if self.shift_prior == "horseshoe":

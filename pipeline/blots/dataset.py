@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline import vocabulary as v
-from pipeline.drugs import HOW_TO_ADD
+from pipeline.model.drugs import HOW_TO_ADD
 from pipeline.problems import WARNING, InputError, Problem, display_path, errors, one_of
 from pipeline.yamlschema import read_yaml, validate
 
