@@ -8,7 +8,11 @@ Chains run one after another in one process (`sequential`), vmapped in one run (
 on a GPU), or each in its own worker process (`processes`: on a multi-core CPU, where one chain's
 solves keep only one core busy; each worker builds the model again and compiles its own kernel, and a
 chain draws exactly what it draws under `sequential`). `auto` (the default) picks by device:
-`vectorized` on a GPU, `processes` on a CPU with more than one core, else `sequential`. numpyro's own `parallel` (pmap over host
+`vectorized` on a GPU, `processes` on a CPU with more than one core, else `sequential`. Vectorized chains
+are sharded over the local devices (several GPUs; `Sampler.devices`) when their number divides the chains:
+the starting points and keys are placed chain-wise on a one-axis device mesh and the compiled kernel keeps
+that layout, so each device runs its share of the chains (draws agree with one device to round-off; the
+failure count is exact in total, but the devices' callbacks interleave, so its split over chains is not). numpyro's own `parallel` (pmap over host
 devices) fails inside lineax's LU solve of the stiff solver, so it is not offered. Every evaluation's success is
 reported to the host through `jax.debug.callback`, so failures are counted per chain, for warmup
 and sampling apart. With chain_method "sequential" the chains run one after another in one
@@ -30,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from numpyro.infer import MCMC, NUTS
 
 SITE = "u"  # the one numpyro sample site: the unconstrained vector of `Model.coords`
@@ -81,6 +86,7 @@ class Sampler:
         self.counter = _FailureCounter(cfg["chains"])
         self.method = chain_method(cfg)
         self.vectorized = self.method == "vectorized" and cfg["chains"] > 1
+        self.devices = jax.local_devices()  # vectorized chains are sharded over these (when they divide the chains)
 
         def density(log_y):
             u = numpyro.sample(SITE, dist.ImproperUniform(dist.constraints.real_vector, (), (model.dim,)))
@@ -115,7 +121,7 @@ class Sampler:
             raise ValueError("chain_method 'processes' runs through mcmc.run_in_processes")
         if self.vectorized:  # one run of all chains; the counter tells them apart by call order
             self.counter.chain = None
-            parts = [self._one(keys, jnp.asarray(inits))]
+            parts = [self._one(*self._placed(keys, jnp.asarray(inits)))]
             warm_f, fail = parts[0][3], parts[0][4]
         else:  # one run per chain; the counter books everything on chain c
             parts = []
@@ -131,6 +137,15 @@ class Sampler:
             warmup_steps=cat([p[2] for p in parts]),
             failures_warmup=warm_f, failures=fail,
             wall_warmup_s=sum(p[5] for p in parts), wall_sampling_s=sum(p[6] for p in parts))
+
+    def _placed(self, keys, inits):
+        """keys and starting points, sharded chain-wise over `devices` where there are several that divide
+        the chains (else as they are)."""
+        n = len(self.devices)
+        if n < 2 or keys.shape[0] % n:
+            return keys, inits
+        sharding = NamedSharding(Mesh(np.array(self.devices), ("chain",)), PartitionSpec("chain"))
+        return jax.device_put(keys, sharding), jax.device_put(inits, sharding)
 
     def _one(self, key, init):
         t0 = time.perf_counter()
