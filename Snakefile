@@ -44,6 +44,7 @@ rule report:  # the last stage of both kinds of analysis
     output:
         report=f"{RESULTS}/report.html",
         figures=directory(f"{RESULTS}/figures"),
+        **REPORT_TABLES,
     params:
         analysis=ANALYSIS,
         results=lambda w, output: os.path.dirname(output.report),

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import arviz as az
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 import yaml
@@ -17,6 +18,7 @@ from test_workflow import snakemake
 
 from pipeline import cli, config, fit
 from pipeline.blots import dataset, ingest
+from pipeline.outputs import misfit
 
 ONE_SHIFT = Path(__file__).parent / "data" / "one_shift"
 PLANTED_LOG2 = np.log2(30.0)
@@ -159,6 +161,7 @@ def test_report_is_one_self_contained_page_with_every_figure(fitted):
             "contraction", "misfit"} == \
         {f.stem for f in files}
     assert sorted(base64.b64decode(e) for e in embedded) == sorted(f.read_bytes() for f in files)
+    assert list(pd.read_csv(fitted / "misfit.csv").columns) == misfit.COLUMNS  # a declared output of the report
     diag = json.loads((fitted / "diagnostics.json").read_text())
     assert f"{diag['min_ess_bulk']:.0f}" in page and f"{diag['divergences']} of {CHAINS * SAMPLES}" in page
 

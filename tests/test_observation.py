@@ -1,5 +1,6 @@
 """The scale-marginalised blot likelihood equals the numerical integral over each blot x target log scale."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from scipy import integrate, stats
@@ -56,9 +57,11 @@ def test_integrated_sigma_equals_the_numerical_integral_over_sigma():
             m = np.asarray(target) == t
             g = np.unique(np.asarray(group)[m], return_inverse=True)[1]
 
-            def log_f(s):
-                ll = observation.marginal_log_likelihood(log_pred[m], log_y[m], jnp.asarray(g), jnp.full(m.sum(), s), 2)
-                return float(ll) + stats.halfnorm.logpdf(s, scale=scale)
+            ll = jax.jit(lambda s, m=m, g=g: observation.marginal_log_likelihood(
+                log_pred[m], log_y[m], jnp.asarray(g), jnp.full(int(m.sum()), s), 2))
+
+            def log_f(s, ll=ll):
+                return float(ll(s)) + stats.halfnorm.logpdf(s, scale=scale)
 
             peak = max(log_f(s) for s in np.geomspace(1e-3, 5, 400))
             value, _ = integrate.quad(lambda s: np.exp(log_f(s) - peak), 0, 10 * scale + 5, epsabs=0, epsrel=1e-11,
@@ -73,8 +76,6 @@ def test_integrated_sigma_gradient_matches_finite_differences():
     def f(x):
         return observation.integrated_sigma_log_likelihood(x, log_y, group, target, 4, 2, 0.3)
 
-    import jax
-
     grad = np.asarray(jax.grad(f)(log_pred))
     direction = np.random.default_rng(5).normal(size=grad.size)
     h = 1e-5
@@ -84,8 +85,6 @@ def test_integrated_sigma_gradient_matches_finite_differences():
 
 def test_sigma_draws_follow_its_conditional_posterior():
     """The mean and sd of 4000 draws of each target's sigma against the quadrature moments of its conditional."""
-    import jax
-
     log_pred, log_y, group, target = _two_targets(6, 3, 0.25)
     draws = np.asarray(jax.vmap(lambda k: observation.draw_sigma(k, log_pred, log_y, group, target, 4, 2, 0.3))(
         jax.random.split(jax.random.PRNGKey(0), 4000)))
@@ -93,9 +92,11 @@ def test_sigma_draws_follow_its_conditional_posterior():
         m = np.asarray(target) == t
         g = np.unique(np.asarray(group)[m], return_inverse=True)[1]
 
-        def dens(s):
-            ll = observation.marginal_log_likelihood(log_pred[m], log_y[m], jnp.asarray(g), jnp.full(m.sum(), s), 2)
-            return np.exp(float(ll) - 20.0) * stats.halfnorm.pdf(s, scale=0.3)
+        ll = jax.jit(lambda s, m=m, g=g: observation.marginal_log_likelihood(
+            log_pred[m], log_y[m], jnp.asarray(g), jnp.full(int(m.sum()), s), 2))
+
+        def dens(s, ll=ll):
+            return np.exp(float(ll(s)) - 20.0) * stats.halfnorm.pdf(s, scale=0.3)
 
         z = integrate.quad(dens, 0, 3, limit=200)[0]
         mean = integrate.quad(lambda s: s * dens(s), 0, 3, limit=200)[0] / z

@@ -3,6 +3,7 @@
 DATASET = config["dataset"]
 VARIANTS = [x["name"] for x in config.get("variants", [])]
 COMPARE = [f"{RESULTS}/compare.csv"] if VARIANTS else []
+REPORT_TABLES = {"misfit": f"{RESULTS}/misfit.csv"}  # written by the report rule
 TABLE = f"{RESULTS}/shifts.csv"  # the report's table
 
 

@@ -143,6 +143,9 @@ def _flat(da) -> np.ndarray:
     return da.stack(sample=SAMPLE).transpose("sample", ...).values
 
 
+COLUMNS = READOUT + ["bands", "t_observed", "p_value", "q_value", "flagged", "pareto_k"]  # misfit.csv
+
+
 def check(idata: az.InferenceData, threshold: float = MISFIT_P, noise: str = "lognormal",
           df: float = 4.0) -> pd.DataFrame | None:
     """The posterior-predictive check of every read-out (module docstring), the table misfit.csv holds:

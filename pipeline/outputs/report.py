@@ -64,10 +64,11 @@ def write(config: dict, results: str | Path) -> Path:
             plt.close(fig)
             pngs[name] = buf.getvalue()
             (folder / f"{name}.png").write_bytes(pngs[name])
-    found = facts.get("misfit") or {}
-    if found.get("table") is not None:
+    if not petab:  # a declared output of the workflow: without a check (its reason on the page), no rows
+        found = facts["misfit"]
+        rows = found["table"] if found["table"] is not None else pd.DataFrame(columns=misfit.COLUMNS)
         with atomic_path(results / "misfit.csv") as tmp:
-            found["table"].to_csv(tmp, index=False)
+            rows.to_csv(tmp, index=False)
     page = render(config, idata, table, diag, pngs, comparison, facts)
     with atomic_path(results / "report.html") as tmp:
         tmp.write_text(page, encoding="utf-8")
