@@ -73,3 +73,18 @@ def test_report_command_names_the_missing_outputs(tmp_path, capsys):
     assert cli.main(["report", "b", "--config", str(cfg)]) == 2
     assert "not 'b'" in capsys.readouterr().err
     assert not list(tmp_path.glob("none/*"))
+
+
+def test_the_report_says_what_is_held_and_what_could_be():
+    """Held: the config's model.fixed; could be held: barely informed estimated parameters that no mechanism
+    shifts (a shifted one is estimated in every line)."""
+    from pipeline.outputs import report
+
+    idata = az.from_dict(posterior={"kd_T": np.ones((1, 4)), "X": np.ones((1, 4)), "log2_fc": np.zeros((1, 4, 1, 1))},
+                         coords={"cell_line": ["R"], "shift_parameter": ["X"]},
+                         dims={"log2_fc": ["cell_line", "shift_parameter"]})
+    idata.posterior.attrs["estimated"] = ["kd_T", "X"]
+    text = report._held({"model": {"fixed": {"c_T": 0.2}}}, idata, ["log kd_T", "log X"])
+    assert "c_T = 0.2" in text and "kd_T could be held" in text and "X could" not in text
+    assert "none" in report._held({"model": {"fixed": {}}}, idata, []) and "could be held" not in \
+        report._held({"model": {"fixed": {}}}, idata, ["log X"])

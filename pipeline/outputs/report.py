@@ -184,8 +184,10 @@ def render(config: dict, idata, table: pd.DataFrame, diag: dict, pngs: dict, com
         weak = informed[informed["contraction"] < 0.5]["parameter"].tolist()
         parts += ["<h2>What the data inform</h2>",
                   _img(pngs, "contraction", "Prior-to-posterior contraction per parameter"),
-                  f"<p>Barely informed by the data (contraction &lt; 0.5): {h(', '.join(weak) or 'none')}.</p>",
-                  _table(informed)]
+                  f"<p>Barely informed by the data (contraction &lt; 0.5): {h(', '.join(weak) or 'none')}.</p>"]
+        if not petab:
+            parts += [_held(config, idata, weak)]
+        parts += [_table(informed)]
     if comparison is not None:
         parts += ["<h2>Model comparison (PSIS-LOO)</h2>", comparison_html(comparison)]
     style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
@@ -195,6 +197,25 @@ def render(config: dict, idata, table: pd.DataFrame, diag: dict, pngs: dict, com
              "figcaption{font-size:0.8em;color:#555}")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{h(config['analysis'])} report</title>"
             f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
+
+
+def _held(config: dict, idata, weak: list[str]) -> str:
+    """Which parameters the config holds at fixed values, and which barely informed ones it could hold: an
+    estimated parameter that no mechanism shifts (a shifted one is estimated in every line: symmetric lines)."""
+    h = html.escape
+    fixed = config["model"]["fixed"]
+    held = ", ".join(f"{k} = {x:g}" for k, x in fixed.items()) or "none"
+    shifted = set(idata.posterior["shift_parameter"].values.tolist()) if "shift_parameter" in idata.posterior.coords \
+        else set()
+    names = [w.split(" ", 1)[-1] for w in weak]
+    estimated = set(figures.list_attr(idata.posterior, "estimated"))
+    could = [n for n in names if n in estimated and n not in shifted]
+    text = f"<p>Held at fixed values (<code>model.fixed</code>): {h(held)}."
+    if could:
+        text += (f" Of the barely informed, {h(', '.join(could))} could be held too (no mechanism shifts them): "
+                 "list them under <code>model.fixed</code> with a value, and the sampler has that many fewer "
+                 "dimensions; their uncertainty then no longer reaches the shifts.")
+    return text + "</p>"
 
 
 def _blots_head(config: dict, idata) -> list[str]:
