@@ -82,6 +82,15 @@ def export(config: str, workdir: Path) -> Path:
         mm.make_dataset(data, None, 21, mm.brief_design())
         config = str(workdir / "brief.yaml")
         Path(config).write_text(f"analysis: brief\ndataset: {data}\n")
+    else:  # PEtab v1 estimates the noise sigmas: export the config's model with them as parameters
+        import yaml
+
+        raw = yaml.safe_load(Path(config).read_text())
+        raw.setdefault("prior", {})["integrate_sigma"] = False
+        raw["dataset"] = str((ROOT / raw["dataset"]).resolve()) if not Path(raw["dataset"]).is_absolute() \
+            else raw["dataset"]
+        config = str(workdir / f"{name}.yaml")
+        Path(config).write_text(yaml.safe_dump(raw))
     out = workdir / f"petab_{name}"
     cmd = [sys.executable, "-m", "pipeline", "export-petab", str(Path(config).resolve()), "--out", str(out)]
     run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
