@@ -31,12 +31,11 @@ import numpy as np
 import yaml
 
 from pipeline import config as configuration
-from pipeline import fit
+from pipeline import fit, yamlschema
 from pipeline.blots import dataset, ingest
 from pipeline.inference import engine
 
-SAMPLER_KEYS = ("chains", "warmup", "samples", "target_accept", "max_tree_depth", "dense_mass", "mass_init", "adapt_mass",
-             "chain_method", "init_tolerance", "progress")
+SAMPLER_KEYS = tuple(yamlschema.schema("config")["properties"]["sampler"]["properties"])  # the `sampler:` keys
 
 
 def parse_spec(spec: str) -> tuple[str, dict]:
@@ -73,6 +72,11 @@ def _load(raw: dict, path: str, sets: list[str]) -> dict:
         return configuration.load(path)
 
 
+def model_keys(over: dict) -> tuple:
+    """The dotted config keys of a setting (those that change the model), as a hashable key of its MAP."""
+    return tuple(sorted((k, str(x)) for k, x in over.items() if "." in k))
+
+
 def summary(draws, keep: np.ndarray) -> dict:
     """The row of one setting; ESS and R-hat over the coordinates `keep` (those all settings share)."""
     post = az.convert_to_inference_data({"u": draws.u[..., keep]}).posterior
@@ -101,27 +105,26 @@ def main(argv=None):
     config = _load(raw, args.config, args.set)
     specs = [parse_spec(spec) for spec in args.compare]
     ds = ingest.to_xarray(dataset.load(config["dataset"]))
-    models, maps = {}, {}  # per set of model keys: its model and MAP
+    models = {}  # per set of model keys: its model, config and MAP
     for _, over in specs:
-        model_keys = tuple(sorted((k, str(x)) for k, x in over.items() if "." in k))
-        if model_keys not in models:
-            cfg = _load(raw, args.config, args.set + [f"{k}={x}" for k, x in model_keys])
+        changed = model_keys(over)
+        if changed not in models:
+            cfg = _load(raw, args.config, args.set + [f"{k}={x}" for k, x in changed])
             m = fit.model(cfg, ds)
-            print(f"{config['dataset']} {dict(model_keys) or ''}: {m.dim} coordinates ({len(m.estimated)} estimated "
+            print(f"{config['dataset']} {dict(changed) or ''}: {m.dim} coordinates ({len(m.estimated)} estimated "
                   f"per line, {len(m.shift_params)} shiftable); sampler {cfg['sampler']}", flush=True)
             t0 = time.perf_counter()
-            maps[model_keys] = engine.map_fits(m, cfg, lambda u: {}, log=lambda s: None)
+            map_result = engine.map_fits(m, cfg, lambda u: {}, log=lambda s: None)
             print(f"MAP: {time.perf_counter() - t0:.0f} s (compile included)", flush=True)
-            models[model_keys] = (m, cfg)
-    shared = set.intersection(*(set(m.coords) for m, _ in models.values()))
+            models[changed] = (m, cfg, map_result)
+    shared = set.intersection(*(set(m.coords) for m, _, _ in models.values()))
     rows = []
     for name, over in specs:
-        model_keys = tuple(sorted((k, str(x)) for k, x in over.items() if "." in k))
-        m, cfg = models[model_keys]
+        m, cfg, map_result = models[model_keys(over)]
         cfg = copy.deepcopy(cfg)
         cfg["sampler"].update({k: x for k, x in over.items() if "." not in k})
         t0 = time.perf_counter()
-        draws = engine.sample(m, cfg, maps[model_keys], log=lambda s: None)
+        draws = engine.sample(m, cfg, map_result, log=lambda s: None)
         keep = np.array([c in shared for c in m.coords])
         row = {"name": name, "setting": over, "process_s": time.perf_counter() - t0, **summary(draws, keep)}
         rows.append(row)

@@ -46,6 +46,13 @@ def _two_targets(seed, n_bands, noise):
     return jnp.log(pred), jnp.log(y), jnp.asarray(group), jnp.asarray(target)
 
 
+def _one_target(log_pred, log_y, group, target, t):
+    """sigma -> the scale-marginalised log-likelihood of target t's bands (its 2 blots) with that sigma, jitted."""
+    m = np.asarray(target) == t
+    g = jnp.asarray(np.unique(np.asarray(group)[m], return_inverse=True)[1])
+    return jax.jit(lambda s: observation.marginal_log_likelihood(log_pred[m], log_y[m], g, jnp.full(int(m.sum()), s), 2))
+
+
 def test_integrated_sigma_equals_the_numerical_integral_over_sigma():
     """The scale- and sigma-marginalised likelihood against scipy's quad of the scale-marginalised one over each
     target's sigma under its HalfNormal prior; from 2 bands per blot (a skewed sigma posterior) to 30."""
@@ -54,11 +61,7 @@ def test_integrated_sigma_equals_the_numerical_integral_over_sigma():
         got = float(observation.integrated_sigma_log_likelihood(log_pred, log_y, group, target, 4, 2, scale))
         want = 0.0
         for t in range(2):
-            m = np.asarray(target) == t
-            g = np.unique(np.asarray(group)[m], return_inverse=True)[1]
-
-            ll = jax.jit(lambda s, m=m, g=g: observation.marginal_log_likelihood(
-                log_pred[m], log_y[m], jnp.asarray(g), jnp.full(int(m.sum()), s), 2))
+            ll = _one_target(log_pred, log_y, group, target, t)
 
             def log_f(s, ll=ll):
                 return float(ll(s)) + stats.halfnorm.logpdf(s, scale=scale)
@@ -89,11 +92,7 @@ def test_sigma_draws_follow_its_conditional_posterior():
     draws = np.asarray(jax.vmap(lambda k: observation.draw_sigma(k, log_pred, log_y, group, target, 4, 2, 0.3))(
         jax.random.split(jax.random.PRNGKey(0), 4000)))
     for t in range(2):
-        m = np.asarray(target) == t
-        g = np.unique(np.asarray(group)[m], return_inverse=True)[1]
-
-        ll = jax.jit(lambda s, m=m, g=g: observation.marginal_log_likelihood(
-            log_pred[m], log_y[m], jnp.asarray(g), jnp.full(int(m.sum()), s), 2))
+        ll = _one_target(log_pred, log_y, group, target, t)
 
         def dens(s, ll=ll):
             return np.exp(float(ll(s)) - 20.0) * stats.halfnorm.pdf(s, scale=0.3)

@@ -12,8 +12,9 @@ chain draws exactly what it draws under `sequential`). `auto` (the default) pick
 are sharded over the local devices (several GPUs; `Sampler.devices`) when their number divides the chains:
 the starting points and keys are placed chain-wise on a one-axis device mesh and the compiled kernel keeps
 that layout, so each device runs its share of the chains (draws agree with one device to round-off; the
-failure count is exact in total, but the devices' callbacks interleave, so its split over chains is not). numpyro's own `parallel` (pmap over host
-devices) fails inside lineax's LU solve of the stiff solver, so it is not offered. Every evaluation's success is
+failure count is exact in total, but the devices' callbacks interleave, so its split over chains is not).
+numpyro's own `parallel` (pmap over host devices) fails inside lineax's LU solve of the stiff solver, so it
+is not offered. Every evaluation's success is
 reported to the host through `jax.debug.callback`, so failures are counted per chain, for warmup
 and sampling apart. With chain_method "sequential" the chains run one after another in one
 compiled kernel, so each count is exact; with "vectorized" the callback is unrolled over the

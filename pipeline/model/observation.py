@@ -128,16 +128,21 @@ def student_t_log_scale_integrals(log_pred, log_y, group, sigma, n_groups: int, 
 
 
 def student_t_draw_log_scales(key, log_pred, log_y, group, sigma, n_groups: int, df):
-    """One draw of every group's log scale from its exact conditional given h and sigma under Student-t noise:
-    inverse CDF on N_GRID cells of the quadrature's map (uniform in s, so fine at the mode and covering the
-    tails), with the density constant within a cell."""
+    """One draw of every group's log scale from its exact conditional given h and sigma under Student-t noise,
+    by inverse CDF on the quadrature's map (`_grid_draw`)."""
     r = log_y - log_pred
     centre, width, _ = _t_nodes(r, group, sigma, n_groups, df)
-    x = jnp.asarray(_X_GRID)
-    log_p = _t_log_integrand(r, group, sigma, n_groups, df, centre[:, None] + width[:, None] * x) + _LOG_DX_GRID
+    return _grid_draw(key, centre, width, lambda a: _t_log_integrand(r, group, sigma, n_groups, df, a))
+
+
+def _grid_draw(key, centre, width, log_density):
+    """One draw per row of a 1-D density by inverse CDF on N_GRID cells of the tan map a = centre + width
+    tan(pi s / 2) (uniform in s, so fine at the mode and covering the tails; the density constant within a
+    cell). log_density(a) gives [rows, N_GRID] for a: [rows, N_GRID], up to a constant per row."""
+    log_p = log_density(centre[:, None] + width[:, None] * jnp.asarray(_X_GRID)) + _LOG_DX_GRID
     p = jnp.exp(log_p - jnp.max(log_p, axis=1, keepdims=True))
     cdf = jnp.cumsum(p, axis=1)
-    u = jax.random.uniform(key, (n_groups,)) * cdf[:, -1]
+    u = jax.random.uniform(key, centre.shape) * cdf[:, -1]
     cell = jnp.minimum(jnp.sum(cdf < u[:, None], axis=1), N_GRID - 1)  # the first cell whose CDF reaches u
     below = jnp.take_along_axis(cdf, cell[:, None], axis=1)[:, 0] - jnp.take_along_axis(p, cell[:, None], axis=1)[:, 0]
     frac = (u - below) / jnp.take_along_axis(p, cell[:, None], axis=1)[:, 0]
@@ -171,14 +176,15 @@ LOG_SIGMA_BOUND = 30.0
 
 
 def _sigma_stats(log_pred, log_y, group, band_target, n_groups: int, n_targets: int):
-    """(m_t, SS_t) of every target: residual degrees of freedom and pooled within-group sum of squares."""
+    """(m_t, SS_t, n_g): every target's residual degrees of freedom and pooled within-group sum of squares, and
+    every group's band count."""
     r = log_y - log_pred
     n = jax.ops.segment_sum(jnp.ones_like(r), group, n_groups)
     mean = jax.ops.segment_sum(r, group, n_groups) / jnp.maximum(n, 1.0)
     ss = jax.ops.segment_sum((r - mean[group]) ** 2, band_target, n_targets)
     m = jax.ops.segment_sum(jnp.ones_like(r), band_target, n_targets) - jax.ops.segment_sum(
         (n > 0).astype(r.dtype), jax.ops.segment_max(band_target, group, n_groups).clip(0), n_targets)
-    return m, ss
+    return m, ss, n
 
 
 def _sigma_log_integrand(log_sigma, m, ss, scale):
@@ -203,29 +209,19 @@ def integrated_sigma_log_likelihood(log_pred, log_y, group, band_target, n_group
     """log p(y | h) of log-normal bands with every blot scale (flat prior on log s) and every target's sigma
     (HalfNormal(scale) prior) integrated out; a density of y, like `marginal_log_likelihood`.
     band_target: [N] ints in [0, n_targets), the target of each band."""
-    m, ss = _sigma_stats(log_pred, log_y, group, band_target, n_groups, n_targets)
+    m, ss, n = _sigma_stats(log_pred, log_y, group, band_target, n_groups, n_targets)
     centre, width = _sigma_nodes(m, ss, scale)
     log_i = jax.nn.logsumexp(_sigma_log_integrand(centre[:, None] + width[:, None] * _X, m, ss, scale) + _LOG_W,
                              axis=1) + jnp.log(width)
-    n = jax.ops.segment_sum(jnp.ones_like(log_y), group, n_groups)
     return jnp.sum(log_i) - 0.5 * jnp.sum(jnp.log(jnp.maximum(n, 1.0))) - jnp.sum(log_y)
 
 
 def draw_sigma(key, log_pred, log_y, group, band_target, n_groups: int, n_targets: int, scale):
     """One draw of every target's sigma [T] from its exact conditional given h (scales integrated out), by
-    inverse CDF on N_GRID cells of the quadrature's map."""
-    m, ss = _sigma_stats(log_pred, log_y, group, band_target, n_groups, n_targets)
+    inverse CDF on the quadrature's map (`_grid_draw`)."""
+    m, ss, _ = _sigma_stats(log_pred, log_y, group, band_target, n_groups, n_targets)
     centre, width = _sigma_nodes(m, ss, scale)
-    grid = centre[:, None] + width[:, None] * jnp.asarray(_X_GRID)
-    p = _sigma_log_integrand(grid, m, ss, scale) + _LOG_DX_GRID
-    p = jnp.exp(p - jnp.max(p, axis=1, keepdims=True))
-    cdf = jnp.cumsum(p, axis=1)
-    u = jax.random.uniform(key, (n_targets,)) * cdf[:, -1]
-    cell = jnp.minimum(jnp.sum(cdf < u[:, None], axis=1), N_GRID - 1)
-    p_cell = jnp.take_along_axis(p, cell[:, None], axis=1)[:, 0]
-    frac = (u - (jnp.take_along_axis(cdf, cell[:, None], axis=1)[:, 0] - p_cell)) / p_cell
-    s = -1.0 + (cell + jnp.clip(frac, 0.0, 1.0)) * 2.0 / N_GRID
-    return jnp.exp(centre + width * jnp.tan(jnp.pi * s / 2))
+    return jnp.exp(_grid_draw(key, centre, width, lambda log_sigma: _sigma_log_integrand(log_sigma, m, ss, scale)))
 
 
 # ---- the noise model of a config ----------------------------------------------------------------------
