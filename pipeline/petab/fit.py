@@ -2,16 +2,16 @@
 
 `PetabModel` gives a PEtab problem the model interface of `pipeline.inference.engine` (a log density on
 one flat unconstrained vector `u`, and what the posterior's outputs need), so the engine's multi-start
-MAP and sampler run on it as on the blot model. Coordinates: one per estimated parameter, named by its parameterId; on the parameter's
-scale x = lower + (upper - lower) * sigmoid(u), so the bounds hold everywhere.
+MAP and sampler run on it as on the blot model. Coordinates: one per estimated parameter, named by its
+parameterId; on the parameter's scale x = lower + (upper - lower) * sigmoid(u), so the bounds hold everywhere.
 
-Priors: the parameter table's `objectivePriorType` where given (parameterScaleUniform,
-parameterScaleNormal, parameterScaleLaplace, on the parameter scale within the bounds); where none is
-given, PEtab's default, uniform on the parameter scale within the bounds. `prior_group` draws from exactly
-that prior (by inverse CDF within the bounds) for the report's prior-to-posterior contraction. The starts of the MAP fits
-are drawn uniformly on the parameter scale within the bounds, as pyPESTO does, or, with `map.start_sd`,
-normally around the parameter table's nominal values (that many units of u apart): on problems with
-bounds over many decades most uniform starts fail to solve.
+Priors: the parameter table's `objectivePriorType` where given (parameterScaleUniform, parameterScaleNormal,
+parameterScaleLaplace, on the parameter scale within the bounds); where none is given, PEtab's default,
+uniform on the parameter scale within the bounds. `prior_group` draws from exactly that prior (by inverse CDF
+within the bounds) for the report's prior-to-posterior contraction. The starts of the MAP fits are drawn
+uniformly on the parameter scale within the bounds, as pyPESTO does, or, with `map.start_sd`, normally around
+the parameter table's nominal values (that many units of u apart): on problems with bounds over many decades
+most uniform starts fail to solve.
 """
 
 from __future__ import annotations
