@@ -32,6 +32,8 @@ def load(path: str | Path) -> dict:
     if problems:
         raise InputError(problems)
     config, problems = validate(raw, "config", shown)
+    if not problems:
+        problems = _check_sampler(config["sampler"], shown)
     if not problems and "petab" in config:
         if not Path(config["petab"]).is_file():
             problems.append(Problem(shown, "is not a file", key="petab", value=config["petab"],
@@ -61,6 +63,21 @@ def _renamed(raw: dict, shown: str) -> tuple[dict, list[Problem]]:
     print(f"{shown}: `nuts:` is deprecated and was read as `sampler:` (the same keys); rename it to "
           "`sampler:` to silence this message", file=sys.stderr)
     return {("sampler" if k == "nuts" else k): x for k, x in raw.items()}, []
+
+
+def _check_sampler(cfg: dict, shown: str) -> list[Problem]:
+    """ChEES adapts one step size and trajectory length across chains that run in lockstep."""
+    if cfg["method"] != "chees":
+        return []
+    problems = []
+    if cfg["chains"] < 2:
+        problems.append(Problem(shown, "runs ChEES with one chain; its adaptation pools the chains",
+                                key="sampler.chains", value=cfg["chains"],
+                                fix="set sampler.chains to 2 or more (16+ on a GPU)"))
+    if cfg["chain_method"] not in ("auto", "vectorized"):
+        problems.append(Problem(shown, "ChEES runs its chains vectorized (in lockstep)", key="sampler.chain_method",
+                                value=cfg["chain_method"], fix="set sampler.chain_method: auto, or vectorized"))
+    return problems
 
 
 BASE = "base"  # the config's own model among the variants of the `compare` stage

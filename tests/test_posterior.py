@@ -301,7 +301,45 @@ def test_adapt_mass_false_keeps_the_starting_mass_matrix(tmp_path, adapt):
     assert np.allclose(after, start) != adapt
 
 
-def test_auto_chain_method_follows_the_device(monkeypatch):
+class RarelyFails(AnalyticBlot):
+    """AnalyticBlot whose 'solves' fail only in the posterior's tail (c_T's coordinate above 0), as an ODE's do."""
+    def predictions(self, u):
+        return Analytic.predictions(self, u)[0], u[2] < 0.0
+
+
+def test_chees_agrees_with_nuts_and_counts_failures_without_a_callback(tmp_path):
+    """ChEES-HMC (16 chains in lockstep, whitened by the MAP's Laplace approximation) through the engine, MAP
+    included, against NUTS on the same posterior: means and sds agree within Monte Carlo error, no accepted
+    draw lies where solves fail, the failed proposals are counted in the kernel's state (no host callback),
+    and the same seed gives the same draws."""
+    import arviz as az
+
+    cfg = _config(tmp_path, model={"shift_mechanisms": ["akt_allosteric_binding"]}, map={"starts": 4, "steps": 100},
+                  sampler={"method": "chees", "chains": 16, "warmup": 200, "samples": 250, "progress": False,
+                           "adapt_mass": False, "target_accept": 0.8})
+    m = RarelyFails(cfg, ingest.to_xarray(dataset.load(ONE_SHIFT)))
+    map_result = engine.map_fits(m, cfg, describe=lambda u: {}, log=lambda s: None)
+    idata, diag = engine.posterior(m, cfg, map_result, log=lambda s: None)
+    assert diag["chains"] == 16 and diag["max_rhat"] < 1.03 and diag["min_ess_bulk"] > 400
+    failed = diag["solver_failures"] + sum(diag["solver_failures_warmup_per_chain"])
+    assert failed > 0 and diag["divergences"] >= diag["solver_failures"]  # a failed end state: divergent, rejected
+    draws = engine.sample(m, cfg, map_result, log=lambda s: None)  # the same seed again: the same draws
+    np.testing.assert_array_equal(idata.sample_stats["lp"].values, -draws.stats["potential_energy"])
+    u = draws.u.reshape(-1, m.dim)
+    assert np.all(u[:, 2] < 0.0) and np.all(np.isfinite(u))
+
+    nuts = mcmc.Sampler(m, {**cfg["sampler"], "method": "nuts", "chains": 2, "warmup": 200, "samples": 400,
+                            "chain_method": "sequential", "target_accept": 0.9, "progress": True}).run(
+        jax.random.PRNGKey(7), np.tile(map_result["fits"][0]["u"], (2, 1)))
+    for k in range(m.dim):
+        a, b = draws.u[..., k], nuts.u[..., k]
+        se_mean = np.hypot(az.mcse(a), az.mcse(b))
+        se_sd = np.hypot(az.mcse(a, method="sd"), az.mcse(b, method="sd"))
+        assert abs(a.mean() - b.mean()) < 4 * se_mean, (m.coords[k], a.mean(), b.mean(), se_mean)
+        assert abs(a.std() - b.std()) < 4 * se_sd, (m.coords[k], a.std(), b.std(), se_sd)
+
+
+def test_auto_sampler_and_chain_method_follow_the_device(monkeypatch):
     cfg = {"chain_method": "auto", "chains": 4}
     monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
     monkeypatch.setattr(mcmc.os, "cpu_count", lambda: 2)
@@ -310,8 +348,12 @@ def test_auto_chain_method_follows_the_device(monkeypatch):
     assert mcmc.chain_method({**cfg, "chain_method": "vectorized"}) == "vectorized"  # an explicit choice stays
     monkeypatch.setattr(mcmc.os, "cpu_count", lambda: 1)
     assert mcmc.chain_method(cfg) == "sequential"
+    assert engine.method({"method": "auto", "chains": 4}) == "nuts"
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     assert mcmc.chain_method(cfg) == "vectorized"
+    assert engine.method({"method": "auto", "chains": 4}) == "chees"
+    assert engine.method({"method": "auto", "chains": 1}) == "nuts"  # (ChEES pools 2 or more chains)
+    assert engine.method({"method": "nuts", "chains": 4}) == "nuts"  # an explicit choice stays
 
 
 def test_hessian_and_inverse_mass_on_a_quadratic():
@@ -369,7 +411,7 @@ out = {}
 for name, devices in (("two", jax.local_devices()), ("one", jax.local_devices()[:1])):
     s = mcmc.Sampler(Gaussian(), cfg)
     s.devices = devices
-    keys, inits = s._placed(jax.random.split(jax.random.PRNGKey(0), 4), jnp.zeros((4, 3)))
+    keys, inits = mcmc.placed(jax.random.split(jax.random.PRNGKey(0), 4), jnp.zeros((4, 3)), devices=devices)
     out[name] = (s.run(jax.random.PRNGKey(0), np.zeros((4, 3))), len(keys.sharding.device_set))
 two, one = out["two"], out["one"]
 assert two[1] == 2 and one[1] == 1, (two[1], one[1])

@@ -33,7 +33,7 @@ import numpy as np
 import xarray as xr
 
 from pipeline import vocabulary as v
-from pipeline.inference import mcmc, optimize
+from pipeline.inference import chees, mcmc, optimize
 
 STAGE_MAP, STAGE_SAMPLE, STAGE_OBSERVE, STAGE_PRIOR = 1, 2, 3, 4
 PRIOR_DRAWS = 1000  # the `prior` group of posterior.nc (prior-to-posterior contraction in the report)
@@ -83,11 +83,21 @@ def chain_inits(map_result: dict, chains: int, tolerance: float) -> np.ndarray:
     return np.stack([near[c % len(near)] for c in range(chains)])
 
 
+def method(cfg: dict) -> str:
+    """The `sampler.method` to run: the config's, or for `auto` the one that suits this device: ChEES on a GPU
+    (its chains run in lockstep with nothing sent to the host), NUTS on a CPU (chains in processes, one per
+    core, where a vmapped batch gains little: benchmarks/README.md)."""
+    if cfg["method"] != "auto":
+        return cfg["method"]
+    return "chees" if jax.default_backend() == "gpu" and cfg["chains"] > 1 else "nuts"
+
+
 def sample(m, config: dict, map_result: dict, log: Callable[[str], None] = print) -> mcmc.Draws:
     """Posterior draws (the config's `sampler:`) started from the MAP fits of `map_result`."""
     if list(m.coords) != map_result["coords"]:
         raise RuntimeError("map.json was fitted with another model variant; rerun fit_map")
-    cfg = {**config["sampler"], "chain_method": mcmc.chain_method(config["sampler"])}
+    cfg = {**config["sampler"], "method": method(config["sampler"])}
+    cfg["chain_method"] = "vectorized" if cfg["method"] == "chees" else mcmc.chain_method(cfg)
     inits = chain_inits(map_result, cfg["chains"], cfg["init_tolerance"])
     inverse_mass = None
     if cfg["mass_init"] == "hessian":
@@ -97,7 +107,9 @@ def sample(m, config: dict, map_result: dict, log: Callable[[str], None] = print
     log(f"{cfg['method'].upper()}: {cfg['chains']} chain(s) x ({cfg['warmup']} warmup + {cfg['samples']} draws), "
         f"{cfg['chain_method']}, {'dense' if cfg['dense_mass'] else 'diagonal'} mass matrix "
         f"({'adapted' if cfg['adapt_mass'] else 'kept'}; the first call compiles)")
-    if cfg["chain_method"] == "processes" and cfg["chains"] > 1:
+    if cfg["method"] == "chees":
+        draws = chees.run(m, cfg, inverse_mass, key(config, STAGE_SAMPLE), inits)
+    elif cfg["chain_method"] == "processes" and cfg["chains"] > 1:
         make_model, model_args = m.rebuild
         draws = mcmc.run_in_processes(make_model, model_args, cfg, inverse_mass, key(config, STAGE_SAMPLE), inits)
     else:
@@ -143,12 +155,14 @@ def inference_data(m, draws: mcmc.Draws, key) -> az.InferenceData:
 
 
 def sampler_stats(draws: mcmc.Draws, solver_ok: np.ndarray) -> dict:
-    """The `sample_stats` group (ArviZ names) of NUTS draws; solver_ok: [chains, draws] the solves of each draw."""
+    """The `sample_stats` group (ArviZ names) of the draws; solver_ok: [chains, draws] the solves of each draw."""
     st = draws.stats
-    return {"lp": -st["potential_energy"], "diverging": st["diverging"].astype(bool),
-            "n_steps": st["num_steps"], "tree_depth": np.floor(np.log2(st["num_steps"])).astype(int) + 1,
-            "acceptance_rate": st["accept_prob"], "step_size": st["adapt_state.step_size"],
-            "energy": st["energy"], "solver_ok": solver_ok}
+    out = {"lp": -st["potential_energy"], "diverging": st["diverging"].astype(bool), "n_steps": st["num_steps"],
+           "acceptance_rate": st["accept_prob"], "step_size": st["adapt_state.step_size"],
+           "energy": st["energy"], "solver_ok": solver_ok}
+    if draws.method == "nuts":  # (ChEES builds no tree)
+        out["tree_depth"] = np.floor(np.log2(st["num_steps"])).astype(int) + 1
+    return out
 
 
 def add_chain_counts(idata: az.InferenceData, draws: mcmc.Draws) -> None:
@@ -186,5 +200,5 @@ def diagnostics(idata: az.InferenceData, draws: mcmc.Draws, wall_s: float) -> di
         "step_size_per_chain": [float(x) for x in draws.stats["adapt_state.step_size"][:, -1]],
         "wall_s": round(wall_s, 1), "wall_warmup_s": round(draws.wall_warmup_s, 1),
         "wall_sampling_s": round(draws.wall_sampling_s, 1),
-        "chains": chains, "draws": int(post.sizes["draw"]),
+        "chains": chains, "draws": int(post.sizes["draw"]), "sampler": draws.method,
     }

@@ -9,8 +9,8 @@ on a GPU), or each in its own worker process (`processes`: on a multi-core CPU, 
 solves keep only one core busy; each worker builds the model again and compiles its own kernel, and a
 chain draws exactly what it draws under `sequential`). `auto` (the default) picks by device:
 `vectorized` on a GPU, `processes` on a CPU with more than one core, else `sequential`. Vectorized chains
-are sharded over the local devices (several GPUs; `Sampler.devices`) when their number divides the chains:
-the starting points and keys are placed chain-wise on a one-axis device mesh and the compiled kernel keeps
+are sharded over the local devices (several GPUs; `Sampler.devices`, `placed`) when their number divides the
+chains: the starting points and keys are placed chain-wise on a one-axis device mesh and the compiled kernel keeps
 that layout, so each device runs its share of the chains (draws agree with one device to round-off; the
 failure count is exact in total, but the devices' callbacks interleave, so its split over chains is not).
 numpyro's own `parallel` (pmap over host devices) fails inside lineax's LU solve of the stiff solver, so it
@@ -50,6 +50,7 @@ class Draws(NamedTuple):
     failures: np.ndarray  # [chains] solver failures while sampling
     wall_warmup_s: float
     wall_sampling_s: float
+    method: str = "nuts"  # the sampler that drew them (`sampler.method`)
 
 
 def chain_method(cfg: dict) -> str:
@@ -122,7 +123,7 @@ class Sampler:
             raise ValueError("chain_method 'processes' runs through mcmc.run_in_processes")
         if self.vectorized:  # one run of all chains; the counter tells them apart by call order
             self.counter.chain = None
-            parts = [self._one(*self._placed(keys, jnp.asarray(inits)))]
+            parts = [self._one(*placed(keys, jnp.asarray(inits), devices=self.devices))]
             warm_f, fail = parts[0][3], parts[0][4]
         else:  # one run per chain; the counter books everything on chain c
             parts = []
@@ -139,15 +140,6 @@ class Sampler:
             failures_warmup=warm_f, failures=fail,
             wall_warmup_s=sum(p[5] for p in parts), wall_sampling_s=sum(p[6] for p in parts))
 
-    def _placed(self, keys, inits):
-        """keys and starting points, sharded chain-wise over `devices` where there are several that divide
-        the chains (else as they are)."""
-        n = len(self.devices)
-        if n < 2 or keys.shape[0] % n:
-            return keys, inits
-        sharding = NamedSharding(Mesh(np.array(self.devices), ("chain",)), PartitionSpec("chain"))
-        return jax.device_put(keys, sharding), jax.device_put(inits, sharding)
-
     def _one(self, key, init):
         t0 = time.perf_counter()
         self.counter.take()
@@ -162,6 +154,16 @@ class Sampler:
         fields = {k: np.asarray(v) for k, v in self.mcmc.get_extra_fields(group_by_chain=True).items()}
         fail = self.counter.take()
         return u, fields, warm_steps, fail_warm, fail, t1 - t0, time.perf_counter() - t1
+
+
+def placed(*arrays, devices=None):
+    """The arrays (leading axis: chains), sharded chain-wise over the devices (default: the local ones) where
+    there are several and their number divides the chains (else as they are)."""
+    devices = jax.local_devices() if devices is None else devices
+    if len(devices) < 2 or arrays[0].shape[0] % len(devices):
+        return arrays
+    sharding = NamedSharding(Mesh(np.array(devices), ("chain",)), PartitionSpec("chain"))
+    return tuple(jax.device_put(a, sharding) for a in arrays)
 
 
 def run_in_processes(make_model: Callable, model_args: tuple, cfg: dict, inverse_mass, key,

@@ -1,9 +1,10 @@
-"""Whether to trust a NUTS fit: each convergence check as a number, a verdict and, when it fails, what to do.
+"""Whether to trust a posterior fit (NUTS or ChEES): each convergence check as a number, a verdict and, when
+it fails, what to do.
 
 Thresholds follow Vehtari et al. 2021 (rank-normalised R-hat <= 1.01, bulk and tail ESS >= 100 per
 chain) and Betancourt 2017 (E-BFMI >= 0.3, no divergences); solver failures are proposals rejected
 because an ODE solve failed (`sample_stats.solver_failures`), and iterations that stop at the maximum
-tree depth mean a trajectory was cut short (see `sampler.max_tree_depth`).
+tree depth mean a NUTS trajectory was cut short (see `sampler.max_tree_depth`; ChEES builds no tree).
 """
 
 from __future__ import annotations
@@ -70,16 +71,21 @@ def checks(idata: az.InferenceData, diagnostics: dict, max_tree_depth: int) -> l
            "tails or a funnel. Run longer warmup; if it persists, reparametrise or tighten the prior on "
            "the parameters with the widest posteriors.")
     out.append(Check("E-BFMI (min over chains)", ", ".join(f"{x:.2f}" for x in ebfmi), status, msg))
-    depth = idata.sample_stats["tree_depth"].values
+    if "tree_depth" in idata.sample_stats:  # NUTS (ChEES builds no tree: its trajectory length is adapted)
+        out.append(_depth(idata.sample_stats["tree_depth"].values, diagnostics, max_tree_depth))
+    return out
+
+
+def _depth(depth: np.ndarray, diagnostics: dict, max_tree_depth: int) -> Check:
+    """NUTS iterations whose tree reached the maximum depth."""
     frac = float(np.mean(depth >= max_tree_depth))
     status = OK if frac == 0 else CAUTION if frac < 0.1 else BAD
     msg = ("No trajectory was cut at the maximum tree depth." if frac == 0 else
            f"{100 * frac:.0f} % of iterations stopped at the maximum tree depth ({max_tree_depth}): the sampler "
            "was cut short and explores slowly. Raise sampler.max_tree_depth, or look at the pair plot for "
            "strongly correlated parameters (sloppy directions) and fix one of them.")
-    out.append(Check("Iterations at max tree depth", f"{100 * frac:.0f} % "
-                     f"(mean {diagnostics['mean_steps_per_iteration']:.0f} steps)", status, msg))
-    return out
+    return Check("Iterations at max tree depth", f"{100 * frac:.0f} % "
+                 f"(mean {diagnostics['mean_steps_per_iteration']:.0f} steps)", status, msg)
 
 
 def _count(name: str, n: int, total: int, fine: str, advice: str) -> Check:

@@ -253,7 +253,8 @@ def _trust(config: dict, idata, diag: dict) -> list[str]:
             "<table class='t'><tr><th>check</th><th>value</th><th>status</th><th>what it means</th></tr>"
             + "".join(f"<tr><td>{h(c.name)}</td><td>{h(c.value)}</td><td style='color:{COLOURS[c.status]}'>"
                       f"<b>{c.status}</b></td><td>{h(c.message)}</td></tr>" for c in found) + "</table>",
-            f"<p>{diag['chains']} chains x {diag['draws']} draws; {diag['gradient_evaluations']} gradient "
+            f"<p>{diag.get('sampler', 'nuts').upper()}: {diag['chains']} chains x {diag['draws']} draws; "
+            f"{diag['gradient_evaluations']} gradient "
             f"evaluations ({diag['mean_steps_per_iteration']:.1f} leapfrog steps per iteration); sampling took "
             f"{diag['wall_s']:.0f} s; bulk ESS per second {diag['ess_bulk_per_s']:.3g}.</p>"]
 
