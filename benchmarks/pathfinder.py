@@ -39,6 +39,7 @@ def main(argv=None):
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--paths", type=int, default=8)
     ap.add_argument("--maxiter", type=int, default=60)
+    ap.add_argument("--maxls", type=int, default=20, help="line-search steps per L-BFGS iteration (blackjax: 1000)")
     ap.add_argument("--elbo-draws", type=int, default=20, help="draws per point of a path for its ELBO")
     ap.add_argument("--nuts", action="store_true", help="also sample with each approximation as the mass matrix")
     args = ap.parse_args(argv)
@@ -61,7 +62,7 @@ def main(argv=None):
     def one_path(key, u0):
         k_run, _ = jax.random.split(key)
         state, info = blackjax.vi.pathfinder.approximate(k_run, log_density, u0, num_samples=args.elbo_draws,
-                                                         maxiter=args.maxiter)
+                                                         maxiter=args.maxiter, maxls=args.maxls)
         return state, jnp.sum(jnp.isfinite(info.path.elbo))
 
     keys = jax.random.split(engine.key(config, engine.STAGE_MAP), args.paths)

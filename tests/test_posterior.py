@@ -419,13 +419,20 @@ np.testing.assert_allclose(two[0].u, one[0].u, rtol=0, atol=1e-6)  # round-off i
 assert two[0].failures.sum() == one[0].failures.sum() > 0  # (per chain, the devices' call order mixes them)
 u = two[0].u.reshape(-1, 3)
 assert np.all(np.abs(u.mean(0) - [0.0, 1.0, -1.0]) < 4 * np.array([1.0, 2.0, 3.0]) / np.sqrt(200)), u.mean(0)
+from pipeline.inference import chees  # ChEES's chains, sharded over both devices
+d = chees.run(Gaussian(), {**cfg, "chains": 8, "adapt_mass": False}, np.array([1.0, 4.0, 9.0]), jax.random.PRNGKey(1),
+              np.zeros((8, 3)))
+u = d.u.reshape(-1, 3)
+assert u[:, 0].max() < 2.5 and d.failures.sum() + d.failures_warmup.sum() > 0
+assert np.all(np.abs(u.mean(0) - [0.0, 1.0, -1.0]) < 4 * np.array([1.0, 2.0, 3.0]) / np.sqrt(400)), u.mean(0)
 print("ok")
 """
 
 
 def test_vectorized_chains_shard_over_several_devices():
     """4 vectorized chains on 2 (forced host) devices: the starting points and keys are placed over both, and the
-    draws and the failure count are those of one device (to round-off), from the right distribution."""
+    draws and the failure count are those of one device (to round-off), from the right distribution; ChEES's
+    chains, sharded over both, too."""
     import subprocess
     import sys
 
