@@ -325,6 +325,7 @@ def test_chees_agrees_with_nuts_and_counts_failures_without_a_callback(tmp_path)
     assert failed > 0 and diag["divergences"] >= diag["solver_failures"]  # a failed end state: divergent, rejected
     draws = engine.sample(m, cfg, map_result, log=lambda s: None)  # the same seed again: the same draws
     np.testing.assert_array_equal(idata.sample_stats["lp"].values, -draws.stats["potential_energy"])
+    assert np.all(np.isfinite(draws.stats["energy"])) and np.all(az.bfmi(draws.stats["energy"]) > 0.3)
     u = draws.u.reshape(-1, m.dim)
     assert np.all(u[:, 2] < 0.0) and np.all(np.isfinite(u))
 

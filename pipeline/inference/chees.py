@@ -76,9 +76,13 @@ def run(model, cfg: dict, inverse_mass, key, inits: np.ndarray, log_y=None) -> D
         kernel = blackjax.dynamic_hmc(log_density, **parameters)
 
         def one(states, k):
+            before = states.logdensity
             states, inf = jax.vmap(kernel.step)(jax.random.split(k, chains), states)
+            # the Hamiltonian where the trajectory starts (its momentum just drawn): finite even when the
+            # proposal failed, and what E-BFMI compares across iterations
+            energy = -before + 0.5 * jnp.sum(inf.momentum ** 2 * parameters["inverse_mass_matrix"], axis=-1)
             return states, (states.position, states.logdensity, inf.is_divergent, inf.num_integration_steps,
-                            inf.acceptance_rate, inf.energy, ~jnp.isfinite(inf.proposal.logdensity))
+                            inf.acceptance_rate, energy, ~jnp.isfinite(inf.proposal.logdensity))
 
         _, out = jax.lax.scan(one, states, jax.random.split(key_draw, cfg["samples"]))
         return parameters["step_size"], _WarmupInfo(info.steps, info.failed), out
