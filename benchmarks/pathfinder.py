@@ -53,7 +53,8 @@ def main(argv=None):
     stats = map_result["start_statistics"]
     laplace = optimize.inverse_mass(np.array(map_result["hessian_at_best"]))  # (floored, as the sampler takes it)
     print(f"MAP: {t_map:.0f} s (compile included), {stats['gradient_batches']} gradient batches of "
-          f"{config['map']['starts']} starts, best log density {map_result['fits'][0]['log_posterior']:.3f}", flush=True)
+          f"{config['map']['starts']} starts, best log density {map_result['fits'][0]['log_posterior']:.3f}",
+          flush=True)
 
     def log_density(u):
         lp, ok = m.log_density(u)

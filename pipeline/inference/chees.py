@@ -87,6 +87,7 @@ def run(model, cfg: dict, inverse_mass, key, inits: np.ndarray, log_y=None) -> D
                             inf.acceptance_rate, energy, ~jnp.isfinite(inf.proposal.logdensity))
 
         _, out = jax.lax.scan(one, states, jax.random.split(key_draw, cfg["samples"]))
+        # (blackjax wraps warmup's info in a plain class, not a pytree: its fields are taken out again)
         return parameters["step_size"], _WarmupInfo(info.steps, info.failed), out
 
     z_fits = jax.scipy.linalg.solve_triangular(chol, (jnp.asarray(inits) - centre).T, lower=True).T

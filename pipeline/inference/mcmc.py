@@ -4,22 +4,20 @@ The numpyro model has one site, `u` (flat, improper), and a factor: the model's 
 where a solve fails the factor is -inf, so the proposal is rejected
 (numpyro ends that trajectory as divergent) and the run goes on.
 
-Chains run one after another in one process (`sequential`), vmapped in one run (`vectorized`: the best
-on a GPU), or each in its own worker process (`processes`: on a multi-core CPU, where one chain's
-solves keep only one core busy; each worker builds the model again and compiles its own kernel, and a
-chain draws exactly what it draws under `sequential`). `auto` (the default) picks by device:
-`vectorized` on a GPU, `processes` on a CPU with more than one core, else `sequential`. Vectorized chains
-are sharded over the local devices (several GPUs; `Sampler.devices`, `placed`) when their number divides the
-chains: the starting points and keys are placed chain-wise on a one-axis device mesh and the compiled kernel keeps
-that layout, so each device runs its share of the chains (draws agree with one device to round-off; the
-failure count is exact in total, but the devices' callbacks interleave, so its split over chains is not).
-numpyro's own `parallel` (pmap over host devices) fails inside lineax's LU solve of the stiff solver, so it
-is not offered. Every evaluation's success is
-reported to the host through `jax.debug.callback`, so failures are counted per chain, for warmup
-and sampling apart. With chain_method "sequential" the chains run one after another in one
-compiled kernel, so each count is exact; with "vectorized" the callback is unrolled over the
-chains in order, and a chain whose trajectory already ended still evaluates (and may count) the
-points the others need: its count is an upper bound.
+Chains run one after another in one process (`sequential`), vmapped in one run (`vectorized`: the best on a GPU),
+or each in its own worker process (`processes`: on a multi-core CPU, where one chain's solves keep only one core
+busy; each worker builds the model again and compiles its own kernel, and a chain draws exactly what it draws
+under `sequential`). `auto` (the default) picks by device: `vectorized` on a GPU, `processes` on a CPU with more
+than one core, else `sequential`. Vectorized chains are sharded over the local devices (several GPUs;
+`Sampler.devices`, `placed`) when their number divides the chains: the starting points and keys are placed
+chain-wise on a one-axis device mesh and the compiled kernel keeps that layout, so each device runs its share of
+the chains (draws agree with one device to round-off; the failure count is exact in total, but the devices'
+callbacks interleave, so its split over chains is not). numpyro's own `parallel` (pmap over host devices) fails
+inside lineax's LU solve of the stiff solver, so it is not offered. Every evaluation's success is reported to the
+host through `jax.debug.callback`, so failures are counted per chain, for warmup and sampling apart. With
+chain_method "sequential" the chains run one after another in one compiled kernel, so each count is exact; with
+"vectorized" the callback is unrolled over the chains in order, and a chain whose trajectory already ended still
+evaluates (and may count) the points the others need: its count is an upper bound.
 """
 
 from __future__ import annotations
