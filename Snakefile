@@ -1,4 +1,4 @@
-# Stages: load and validate blot tables -> simulate -> fit -> diagnose -> report.
+# Stages: load and validate blot tables -> simulate -> fit -> predict, design -> report.
 # Each rule is one `python -m pipeline ...` call; the same command runs by hand.
 # Run: snakemake --cores 2 --configfile configs/<analysis>.yaml   (default: configs/example.yaml)
 import os
@@ -41,6 +41,7 @@ rule report:  # the last stage of both kinds of analysis
         table=TABLE,
         diagnostics=f"{RESULTS}/diagnostics.json",
         compare=COMPARE,
+        decide=DECIDE,
     output:
         report=f"{RESULTS}/report.html",
         figures=directory(f"{RESULTS}/figures"),

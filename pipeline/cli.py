@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.problems import ERROR, InputError, Problem
+from pipeline.problems import ERROR, InputError, Problem, one_of
 
 EXIT_BAD_INPUT = 2
 
@@ -84,6 +84,23 @@ def _parser() -> argparse.ArgumentParser:
                    "results/fujita2010/predictive.png")
     p.add_argument("--diagnostics", required=True, help="JSON to write, e.g. results/example/diagnostics.json")
     p.set_defaults(run=_fit)
+
+    p = sub.add_parser("predict", help="posterior predictions of candidate treatments per cell line, and which "
+                       "reverse resistance (predictions.nc, reversal.csv)")
+    p.add_argument("config", help="configs/<analysis>.yaml (its `predict:` section)")
+    p.add_argument("--data", required=True, help="the ingested dataset, e.g. results/example/data.nc")
+    p.add_argument("--posterior", required=True, help="the fit's posterior, e.g. results/example/posterior.nc")
+    p.add_argument("--out", required=True, help="NetCDF to write, e.g. results/example/predictions.nc")
+    p.add_argument("--reversal", required=True, help="CSV to write, e.g. results/example/reversal.csv")
+    p.set_defaults(run=_predict)
+
+    p = sub.add_parser("design", help="rank candidate next blots by what they would tell about the mechanism "
+                       "(design.csv)")
+    p.add_argument("config", help="configs/<analysis>.yaml (its `design:` and `predict:` sections)")
+    p.add_argument("--data", required=True, help="the ingested dataset, e.g. results/example/data.nc")
+    p.add_argument("--posterior", required=True, help="the fit's posterior, e.g. results/example/posterior.nc")
+    p.add_argument("--out", required=True, help="CSV to write, e.g. results/example/design.csv")
+    p.set_defaults(run=_design)
 
     p = sub.add_parser("shifts", help="print the most probably shifted mechanisms per resistant line")
     p.add_argument("shifts", help="shifts.csv written by fit")
@@ -263,6 +280,64 @@ def _print_diagnostics(diag: dict) -> None:
     print(f"diagnostics: max R-hat {diag['max_rhat']}, min bulk ESS {diag['min_ess_bulk']:.0f}, "
           f"min tail ESS {diag['min_ess_tail']:.0f}, {diag['divergences']} divergences, "
           f"{diag['solver_failures']} solver failures while sampling, {diag['wall_s']:.0f} s")
+
+
+def _decide_inputs(args):
+    """(config, dataset, posterior group) of `predict` and `design`, the config's lines checked against the data."""
+    import arviz as az
+
+    from pipeline import config, vocabulary
+    from pipeline.blots import ingest
+
+    cfg = config.load(args.config)
+    if "petab" in cfg:
+        raise InputError([Problem(args.config, "is a PEtab problem; predict and design need a blot dataset",
+                                  key="petab", fix="run them on a config with a `dataset:`")])
+    for path in (args.data, args.posterior):
+        if not Path(path).is_file():
+            raise InputError([Problem(path, "does not exist", fix="run the fit first (snakemake, or make demo)")])
+    ds = ingest.read(args.data)
+    lines = sorted(set(str(x) for x in ds[vocabulary.CELL_LINE].values) - {ds.attrs["reference_line"]})
+    bad = [Problem(args.config, "is not a resistant (non-reference) line of the dataset", key=f"predict.resists.{line}",
+                   value=line, fix=one_of(lines, line)) for line in cfg["predict"]["resists"] if line not in lines]
+    if bad:
+        raise InputError(bad)
+    return cfg, ds, az.from_netcdf(args.posterior).posterior
+
+
+def _predict(args) -> int:
+    from pipeline.blots import ingest
+    from pipeline.decide import predict
+    from pipeline.outputs.files import atomic_path
+
+    cfg, ds, posterior = _decide_inputs(args)
+    pred, table = predict.run(cfg, ds, posterior, log=_log)
+    with atomic_path(args.out) as p, atomic_path(args.reversal) as r:
+        pred.to_netcdf(p, engine=ingest.NETCDF_ENGINE)
+        table.to_csv(r, index=False, float_format="%.6g")
+    if pred.attrs["solver_failures"]:
+        print(f"warning: {pred.attrs['solver_failures']} of {pred['ok'].size} simulations failed; their draws are left "
+              "out of reversal.csv's rows", file=sys.stderr)
+    print("\n".join(predict.summary(table)) or "no resistant line named in predict.resists: no reversal rows")
+    print(f"simulated {pred.sizes['draw']} draws x {pred.sizes['cell_line']} lines x {pred.sizes['treatment']} "
+          f"treatments in {pred.attrs['wall_s']:.0f} s\nwrote {args.out} and {args.reversal}")
+    return 0
+
+
+def _design(args) -> int:
+    from pipeline.decide import design
+    from pipeline.outputs.files import atomic_path
+
+    cfg, ds, posterior = _decide_inputs(args)
+    table = design.run(cfg, ds, posterior, log=_log)
+    with atomic_path(args.out) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+    for line, rows in table.groupby("cell_line", sort=True):
+        r = rows.iloc[0]
+        print(f"{line}: first {r['treatment']}, {r['target']} at {r['times_min']} min: {r['expected_info_bits']:.2f} "
+              f"bits about the mechanism ({r['tells_apart']})")
+    print(f"wrote {args.out}")
+    return 0
 
 
 def _shifts(args) -> int:

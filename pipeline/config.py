@@ -11,8 +11,10 @@ import sys
 from pathlib import Path
 
 from pipeline.model import parameters
+from pipeline.model.drugs import HOW_TO_ADD
 from pipeline.model.variant import shiftable
 from pipeline.problems import InputError, Problem, display_path, one_of
+from pipeline.vocabulary import DRUGS, STIMULI, TARGETS
 from pipeline.yamlschema import SCHEMA_DIR, read_yaml, validate
 
 SCHEMA_PATH = SCHEMA_DIR / "config.schema.yaml"
@@ -133,6 +135,7 @@ def _check_names(config: dict, shown: str) -> list[Problem]:
     for name in sorted(set(model["estimate"] or []) & set(model["fixed"])):
         problems.append(Problem(shown, "is both estimated and fixed", key="model.estimate", value=name,
                                 fix="remove it from one of model.estimate and model.fixed"))
+    problems += _check_decide(config, shown)
     if config["prior"]["integrate_sigma"] and model["noise"] != "lognormal":
         problems.append(Problem(shown, "can integrate sigma out only under log-normal noise",
                                 key="prior.integrate_sigma", value=True,
@@ -146,4 +149,23 @@ def _check_names(config: dict, shown: str) -> list[Problem]:
                     key=f"model.fixed.{name}", value=model["fixed"][name],
                     fix=f"remove it from model.fixed (it is then estimated in every line), drop {mechanism} from "
                         "model.shift_mechanisms, or set model.asymmetric_shifts: true if the value is known"))
+    return problems
+
+
+def _check_decide(config: dict, shown: str) -> list[Problem]:
+    """Drugs and targets named in `predict:` and `design:` must be the drug table's and the vocabulary's."""
+    pred, design = config["predict"], config["design"]
+    drugs = [("predict.resists." + line, d) for line, d in pred["resists"].items()]
+    drugs += [("predict.reference_dose_uM", d) for d in pred["reference_dose_uM"]]
+    drugs += [("predict.drugs", d) for d in pred["drugs"] or []]
+    drugs += [("predict.doses_uM", d) for d in pred["doses_uM"]]
+    drugs += [(f"predict.treatments[{i}]", d) for i, t in enumerate(pred["treatments"]) for d in t]
+    problems = [Problem(shown, "is not a drug of pipeline/data/drugs.csv", key=key, value=d,
+                        fix=one_of(DRUGS, d) + f"; {HOW_TO_ADD}") for key, d in drugs if d not in DRUGS]
+    targets = [("predict.readouts", t) for t in pred["readouts"]] + [("design.targets", t) for t in design["targets"] or []]
+    problems += [Problem(shown, "is not a target", key=key, value=t, fix=one_of(TARGETS, t))
+                 for key, t in targets if t not in TARGETS]
+    if pred["stimulus"] is not None and pred["stimulus"] not in STIMULI:
+        problems.append(Problem(shown, "is not a stimulus", key="predict.stimulus", value=pred["stimulus"],
+                                fix=one_of(STIMULI, pred["stimulus"])))
     return problems

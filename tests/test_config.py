@@ -45,6 +45,11 @@ def test_defaults_come_from_the_schema_for_cli_and_snakemake_alike(tmp_path):
                                   "target_accept": 0.9, "max_tree_depth": 8, "dense_mass": True,
                                   "mass_init": "hessian", "adapt_mass": True, "chain_method": "auto",
                                   "init_tolerance": 5.0, "progress": True},
+                      "predict": {"resists": {}, "reference_dose_uM": {}, "drugs": None, "doses_uM": {},
+                                  "pairs": "middle", "treatments": [], "readouts": ["pPRAS40_T246", "pS6_S240"],
+                                  "times_min": [60, 1440], "stimulus": None, "pretreatment_min": None,
+                                  "draws": 1000},
+                      "design": {"targets": None, "times_min": None, "replicates": 2, "draws": 400, "top": 20},
                       "summary": {"threshold_log2": 1.0}}
     raw = yaml.safe_load(path.read_text())
     snakemake_validate(raw, str(config.SCHEMA_PATH))  # fills defaults in place, as the Snakefile does

@@ -34,6 +34,9 @@ CONFIG = {
     "map": {"starts": 4, "steps": 40},
     # sequential: one compile of the kernel (pytest's other worker keeps the second core busy)
     "sampler": {"chains": CHAINS, "warmup": WARMUP, "samples": SAMPLES, "chain_method": "sequential"},
+    # what to do next, sized for CI: 40 draws, two drugs, one time
+    "predict": {"resists": {"resistant": "MK2206"}, "draws": 40, "drugs": ["MK2206", "ipatasertib"], "times_min": [60]},
+    "design": {"draws": 40, "top": 5},
 }
 
 
@@ -49,7 +52,8 @@ def fitted(tmp_path_factory):
 
 def test_workflow_writes_every_output(fitted):
     for name in ("data.nc", "simulation.nc", "simulation.png", "map.json", "posterior.nc", "shifts.csv",
-                 "diagnostics.json", "report.html", "figures/shifts.png", "figures/predictive_resistant.png"):
+                 "diagnostics.json", "report.html", "figures/shifts.png", "figures/predictive_resistant.png",
+                "predictions.nc", "reversal.csv", "design.csv", "figures/reversal.png", "figures/design.png"):
         assert (fitted / name).is_file(), name
     with xr.open_dataset(fitted / "data.nc", engine="h5netcdf") as got:
         want = ingest.to_xarray(dataset.load(ONE_SHIFT))
@@ -57,6 +61,29 @@ def test_workflow_writes_every_output(fitted):
     log = (fitted.parents[1] / "logs" / "one_shift" / "fit_map.log").read_text()
     assert "MAP iteration 1/" in log and "MAP done" in log  # progress is shown
     assert not list(fitted.glob(".*.part"))  # nothing half-written
+
+
+def test_predict_and_design_on_the_fit(fitted):
+    """The predict and design stages on the fitted posterior: the planted resistance shows (the resistant line
+    under MK-2206 3 uM stays above the parental line under it), vehicle is predicted alike in both lines, and
+    every expected information lies between 0 and the entropy of the question it answers."""
+    with xr.open_dataset(fitted / "predictions.nc", engine="h5netcdf") as pred:
+        assert dict(pred["prediction"].sizes) == {"draw": 40, "cell_line": 3, "treatment": 14, "time_min": 1,
+                                                  "readout": 2}
+        assert pred.attrs["solver_failures"] == 0 and bool(pred["ok"].all())
+    rev = pd.read_csv(fitted / "reversal.csv")
+    assert set(rev["cell_line"]) == {"resistant"} and len(rev) == 14 * 2
+    at = lambda t, r="pPRAS40_T246": rev[(rev.treatment == t) & (rev.readout == r)].iloc[0]  # noqa: E731
+    assert at("MK2206 3 uM")["prob_reversal"] < 0.05 and at("MK2206 3 uM")["reference"] == "parental + MK2206 3 uM"
+    assert at("vehicle")["prob_reversal"] == 0.0
+    design = pd.read_csv(fitted / "design.csv")
+    assert set(design["cell_line"]) == {"identical", "resistant"} and (design.groupby("cell_line").size() == 5).all()
+    assert (design["expected_info_bits"] >= -1e-9).all() and (design["p_true_after"] <= 1 + 1e-9).all()
+    assert (design["p_true_after"] >= design["p_true_now"] - 0.05).all()  # an experiment does not hurt, on average
+    assert design["times_min"].iloc[0] == "0;10;30;60"
+    page = (fitted / "report.html").read_text()
+    assert "Which treatment reverses resistance?" in page and "Which blot to run next?" in page
+    assert "resistant: next blot" in page
 
 
 def test_map_finds_the_planted_shift(fitted):
@@ -246,6 +273,7 @@ def test_notebook_runs_on_the_fit(fitted):
     text = "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
                      for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "most correlated:" in text and f"Computed from {CHAINS * SAMPLES} posterior samples" in text
+    assert "resistant: next blot" in text and "falls to the level of parental + MK2206 3 uM" in text
     assert not [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
 
 

@@ -1,14 +1,15 @@
 # The stages of a blot dataset (`dataset:` in the config): ingest -> simulate -> fit_map -> fit
-# (-> the same two per model variant -> compare) -> report.
+# (-> the same two per model variant -> compare) -> predict, design -> report.
 DATASET = config["dataset"]
 VARIANTS = [x["name"] for x in config.get("variants", [])]
 COMPARE = [f"{RESULTS}/compare.csv"] if VARIANTS else []
 REPORT_TABLES = {"misfit": f"{RESULTS}/misfit.csv"}  # written by the report rule
 TABLE = f"{RESULTS}/shifts.csv"  # the report's table
+DECIDE = [f"{RESULTS}/reversal.csv", f"{RESULTS}/design.csv"]  # read by the report
 
 
 TARGETS = [f"{RESULTS}/data.nc", f"{RESULTS}/simulation.nc", f"{RESULTS}/posterior.nc", f"{RESULTS}/shifts.csv",
-           f"{RESULTS}/report.html"] + COMPARE  # rule all in the Snakefile
+           f"{RESULTS}/report.html"] + COMPARE + DECIDE  # rule all in the Snakefile
 
 
 rule ingest:
@@ -77,6 +78,39 @@ rule fit:
     shell:
         "python -m pipeline fit {input.config} --variant {params.variant} --data {input.data} --map {input.map} "
         "--posterior {output.posterior} --shifts {output.shifts} --diagnostics {output.diagnostics} > {log} 2>&1"
+
+
+rule predict:
+    input:
+        config=CONFIG,
+        data=f"{RESULTS}/data.nc",
+        posterior=f"{RESULTS}/posterior.nc",
+    output:
+        predictions=f"{RESULTS}/predictions.nc",
+        reversal=f"{RESULTS}/reversal.csv",
+    log:
+        f"{LOGS}/predict.log",
+    conda:
+        "../environment.yml"
+    shell:
+        "python -m pipeline predict {input.config} --data {input.data} --posterior {input.posterior} "
+        "--out {output.predictions} --reversal {output.reversal} > {log} 2>&1"
+
+
+rule design:
+    input:
+        config=CONFIG,
+        data=f"{RESULTS}/data.nc",
+        posterior=f"{RESULTS}/posterior.nc",
+    output:
+        f"{RESULTS}/design.csv",
+    log:
+        f"{LOGS}/design.log",
+    conda:
+        "../environment.yml"
+    shell:
+        "python -m pipeline design {input.config} --data {input.data} --posterior {input.posterior} --out {output} "
+        "> {log} 2>&1"
 
 
 # A model variant (`variants` in the config) is fitted as the base is, into results/<analysis>/variants/<name>/.

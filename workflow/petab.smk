@@ -1,6 +1,7 @@
 # The stages of an imported PEtab problem (`petab:` in the config): fit_map -> fit -> report.
 PROBLEM = config["petab"]
 COMPARE = []
+DECIDE = []  # predict and design need a blot dataset
 REPORT_TABLES = {}  # written by the report rule besides the page
 TABLE = f"{RESULTS}/parameters.csv"  # the report's table
 

@@ -35,7 +35,7 @@ import xarray as xr
 from pipeline import vocabulary as v
 from pipeline.inference import chees, mcmc, optimize
 
-STAGE_MAP, STAGE_SAMPLE, STAGE_OBSERVE, STAGE_PRIOR = 1, 2, 3, 4
+STAGE_MAP, STAGE_SAMPLE, STAGE_OBSERVE, STAGE_PRIOR, STAGE_DESIGN = 1, 2, 3, 4, 5
 PRIOR_DRAWS = 1000  # the `prior` group of posterior.nc (prior-to-posterior contraction in the report)
 
 

@@ -135,11 +135,15 @@ class Model:
 
     def line_values(self, u):
         """Natural parameter vectors of every cell line, [lines, P] (reference first)."""
-        ref = self.base.at[self.est_index].set(self.estimates(u))
+        return self.values_of(self.estimates(u), self.shifts(u))
+
+    def values_of(self, estimates, delta):
+        """`line_values` from the reported quantities of one draw (the posterior group's estimated parameters
+        and `shift`), [lines, P]: how a stage after the fit (`pipeline.decide`) rebuilds each line's parameters."""
+        ref = self.base.at[self.est_index].set(estimates)
         if not self.shift_params:
             return jnp.tile(ref, (len(self.lines), 1))
         old = ref[self.shift_index]
-        delta = self.shifts(u)
         logit = jnp.log(old) - jnp.log1p(-jnp.where(self.shift_beta, old, 0.0))
         shifted = jnp.where(self.shift_beta, jax.nn.sigmoid(logit + delta), old * jnp.exp(delta))
         rows = [ref] + [ref.at[self.shift_index].set(shifted[i]) for i in range(len(self.shifted_lines))]

@@ -144,6 +144,52 @@ def plot_shifts(shifts: pd.DataFrame, threshold_log2: float):
     return fig
 
 
+# ---- what to do next (pipeline.decide) --------------------------------------------------------------------
+TOP = 12  # treatments / experiments shown per resistant line
+
+
+def plot_reversal(table: pd.DataFrame, n: int = TOP):
+    """Per resistant line x read-out x time (reversal.csv): the n treatments most likely to reverse resistance,
+    their resistant / parental ratio (median, 90 % interval, log scale) and prob_reversal beside it."""
+    keys = list(table.groupby(["cell_line", "readout", "time_min"], sort=True).groups)
+    cols = min(len(keys), 2)
+    rows_n = -(-len(keys) // cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(6.4 * cols, (0.3 * n + 1.3) * rows_n), squeeze=False)
+    for ax, (line, readout, time) in zip(axes.flat, keys):
+        rows = table[(table.cell_line == line) & (table.readout == readout) & (table.time_min == time)]
+        rows = rows.sort_values(["prob_reversal", "median_ratio"], ascending=[False, True]).head(n).iloc[::-1]
+        y = np.arange(len(rows))
+        ax.hlines(y, rows["ci90_low"], rows["ci90_high"], color="tab:green", lw=2)
+        ax.plot(rows["median_ratio"], y, "o", color="tab:green", gid=f"median|{line}|{readout}|{time:g}")
+        for yi, p in zip(y, rows["prob_reversal"]):
+            ax.annotate(f"P = {p:.2f}", (1.01, yi), xycoords=("axes fraction", "data"), fontsize=7, va="center")
+        ax.set_yticks(y, rows["treatment"], fontsize=7)
+        ax.set_xscale("log")
+        ax.axvline(1.0, color="0.3", lw=0.8)
+        ax.set_xlabel(f"{readout} at {time:g} min: {line} / {rows['reference'].iloc[0]}", fontsize=8)
+        ax.set_title(f"{line}: {readout}, {time:g} min", fontsize=9)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def plot_design(table: pd.DataFrame, n: int = TOP):
+    """Per resistant line (design.csv): the n best next blots by expected information about the mechanism."""
+    lines = sorted(table["cell_line"].unique())
+    fig, axes = plt.subplots(1, len(lines), figsize=(6.4 * len(lines), 0.3 * n + 1.5), squeeze=False)
+    for ax, line in zip(axes[0], lines):
+        rows = table[table.cell_line == line].sort_values("rank").head(n).iloc[::-1]
+        y = np.arange(len(rows))
+        ax.barh(y, rows["expected_info_bits"], color="tab:purple", gid=f"bits|{line}")
+        ax.set_yticks(y, [f"{t}: {g}" for t, g in zip(rows["treatment"], rows["target"])], fontsize=7)
+        ax.set_xlabel(f"expected information about the mechanism (bits); parental and {line} at "
+                      f"{rows['times_min'].iloc[0]} min", fontsize=8)
+        ax.set_title(f"{line}: next blot", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 # ---- misfit per read-out --------------------------------------------------------------------------------
 def plot_misfit(table: pd.DataFrame, threshold: float):
     """-log10 of each read-out's posterior-predictive p-value (`misfit.check`'s table), a column of points

@@ -2,8 +2,8 @@
 the same figures as PNG files in results/<analysis>/figures/.
 
 Read from the fit stage's outputs only: posterior.nc (posterior, prior, posterior_predictive,
-observed_data, constant_data, sample_stats, log_likelihood), shifts.csv, diagnostics.json, and compare.csv
-when the config lists model variants. Besides the page it writes misfit.csv, the posterior-predictive
+observed_data, constant_data, sample_stats, log_likelihood), shifts.csv, diagnostics.json, compare.csv
+when the config lists model variants, and reversal.csv and design.csv (pipeline.decide) when they exist. Besides the page it writes misfit.csv, the posterior-predictive
 check of every read-out (pipeline.outputs.misfit), for a blot analysis. For an imported PEtab problem (`petab:` in
 the config) the page has the same convergence, sampler and contraction sections, the parameter table
 (parameters.csv) instead of the mechanism shifts, and the predictive per observable and simulation (no
@@ -55,6 +55,9 @@ def write(config: dict, results: str | Path) -> Path:
     facts = summaries(idata)
     if not petab:
         facts["misfit"] = misfit_summary(config, idata)
+        for name in ("reversal", "design"):
+            path = results / f"{name}.csv"
+            facts[name] = pd.read_csv(path) if path.is_file() else None
     figs = build_figures(idata, None if petab else table, config["summary"]["threshold_log2"], facts)
     pngs = {}
     with atomic_dir(results / FIGURES) as folder:
@@ -124,6 +127,10 @@ def build_figures(idata: az.InferenceData, shifts: pd.DataFrame | None, threshol
         found = facts.get("misfit") or {}
         if found.get("table") is not None:
             out["misfit"] = figures.plot_misfit(found["table"], found["threshold"])
+        if facts.get("reversal") is not None and len(facts["reversal"]):
+            out["reversal"] = figures.plot_reversal(facts["reversal"])
+        if facts.get("design") is not None and len(facts["design"]):
+            out["design"] = figures.plot_design(facts["design"])
     out["rank"] = figures.plot_rank(idata)
     if len(facts["names"]) > 1:
         out["pairs"] = figures.plot_pairs(facts["draws"], facts["names"], facts["corr"])
@@ -178,6 +185,7 @@ def render(config: dict, idata, table: pd.DataFrame, diag: dict, pngs: dict, com
         parts += _shifts_and_predictive(config, table, pngs)
         if facts.get("misfit") is not None:
             parts += misfit_html(facts["misfit"], pngs)
+        parts += next_steps_html(facts.get("reversal"), facts.get("design"), pngs)
     parts += _sampler(pngs, facts)
     if "contraction" in pngs:
         informed = facts["contraction"]
@@ -316,6 +324,43 @@ def misfit_html(found: dict, pngs: dict) -> list[str]:
     if (sens["prob_shift"] >= 0.5).any():
         parts += ["<p>The shifts with prob_shift &ge; 0.5, with all the data and without the flagged read-outs:</p>",
                   _table(sens[sens["prob_shift"] >= 0.5])]
+    return parts
+
+
+def next_steps_html(reversal: pd.DataFrame | None, design: pd.DataFrame | None, pngs: dict) -> list[str]:
+    """What to do next: the treatments most likely to reverse resistance, and the next blot (pipeline.decide)."""
+    from pipeline.decide import design as design_mod, predict
+
+    h = html.escape
+    parts = []
+    if reversal is not None:
+        parts += ["<h2>Which treatment reverses resistance?</h2>",
+                  "<p>For every posterior draw, each candidate treatment (drugs of pipeline/data/drugs.csv alone over "
+                  "their dose grid, pairs at middle doses, and the config's own) is simulated in each line. ratio = "
+                  "the resistant line's read-out under the treatment / the parental line's under the drug it "
+                  "resists (the <i>reference</i> column); prob_reversal = P(ratio &le; 1), the posterior "
+                  "probability that the treatment brings the resistant line down to where that drug takes the "
+                  "parental cells. These are predictions of the fitted model for conditions the data do not hold: "
+                  "test them before acting on them. Every row is in reversal.csv, every draw in predictions.nc.</p>"]
+        if len(reversal):
+            parts += ["<ul>" + "".join(f"<li>{h(s)}</li>" for s in predict.summary(reversal)) + "</ul>",
+                      _img(pngs, "reversal", "Resistant / parental ratio of the most likely reversing treatments"),
+                      _table(reversal.sort_values(["cell_line", "prob_reversal", "median_ratio"],
+                                                  ascending=[True, False, True]).groupby("cell_line").head(10))]
+        else:
+            parts.append("<p>No resistant line is named in <code>predict.resists</code> (which drug each line "
+                         "resists), so there is no reference level to reverse to.</p>")
+    if design is not None and len(design):
+        parts += ["<h2>Which blot to run next?</h2>",
+                  "<p>Each candidate blot holds the parental and a resistant line side by side under one treatment, "
+                  "one target, at the listed times and replicates, with an unknown blot scale. Its expected "
+                  "information (bits) is the mutual information between its bands and which mechanisms changed in "
+                  "that line (nested Monte Carlo over the posterior draws, with the fitted noise): 0 when it "
+                  "would tell nothing, at most the entropy of the question. tells_apart: the two likeliest "
+                  "answers it separates best, with its expected log10 Bayes factor. Every row is in design.csv.</p>",
+                  "<ul>" + "".join(f"<li>{h(s)}</li>" for s in design_mod.summary(design)) + "</ul>",
+                  _img(pngs, "design", "Expected information of the best next blots"),
+                  _table(design.groupby("cell_line").head(10))]
     return parts
 
 
