@@ -88,7 +88,8 @@ def test_steady_state_residual_and_independence_of_start(line):
     np.testing.assert_allclose(y[0], ref.steady_state(line_values()[line]), rtol=1e-7, atol=1e-12)
 
 
-@pytest.mark.parametrize("settings", [TIGHT, solver.SolverSettings()], ids=["tight", "defaults"])
+@pytest.mark.parametrize("settings", [pytest.param(TIGHT, marks=pytest.mark.slow, id="tight"),  # CI: the defaults
+                                      pytest.param(solver.SolverSettings(), id="defaults")])
 def test_gradient_matches_central_finite_differences(settings):
     """d/d log(theta) of a smooth summary of observables, through pre-equilibration, pretreatment and stimulus,
     at tight tolerances and at the defaults, against central differences of tight solves."""
