@@ -15,7 +15,11 @@ a standard normal draw in z, i.e. a draw of the Laplace approximation around eac
 solves), so that R-hat can see chains that have not mixed.
 
 Warmup and sampling are one compiled program (one compile of the log density's gradient); their wall times
-are the run's split by gradient evaluations, the compile counted in warmup's.
+are the run's split by gradient evaluations, the compile counted in warmup's. So a ChEES run is not
+checkpointed (`sampler.checkpoint_every`, `fit --checkpoint` apply to NUTS): a ChEES fit killed mid-run restarts
+from warmup. Saving between chunks of draws would take a second compiled program for the draws, whose kernel
+needs the trajectory-jitter functions blackjax's adaptation builds inside the first (they are not arrays, and
+cannot leave it), and a second compile of the gradient.
 
 Failures are counted inside the compiled program, without a host callback: a proposal whose end state has
 a failed solve (log density -inf or NaN; a NaN position never reaches the solver) is rejected, and the count

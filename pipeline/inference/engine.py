@@ -33,6 +33,7 @@ import numpy as np
 import xarray as xr
 
 from pipeline import vocabulary as v
+from pipeline.inference import checkpoint as ckpt
 from pipeline.inference import chees, mcmc, optimize
 
 STAGE_MAP, STAGE_SAMPLE, STAGE_OBSERVE, STAGE_PRIOR, STAGE_DESIGN = 1, 2, 3, 4, 5
@@ -92,12 +93,15 @@ def method(cfg: dict) -> str:
     return "chees" if jax.default_backend() == "gpu" and cfg["chains"] > 1 else "nuts"
 
 
-def sample(m, config: dict, map_result: dict, log: Callable[[str], None] = print) -> mcmc.Draws:
-    """Posterior draws (the config's `sampler:`) started from the MAP fits of `map_result`."""
+def sample(m, config: dict, map_result: dict, log: Callable[[str], None] = print, checkpoint=None,
+           workers: int | None = None) -> mcmc.Draws:
+    """Posterior draws (the config's `sampler:`) started from the MAP fits of `map_result`. checkpoint: a path
+    to save the run at every `sampler.checkpoint_every` draws and to resume it from (`checkpoint.py`; None: no
+    saves, the same draws); workers: the most chain worker processes (default: one per core)."""
     if list(m.coords) != map_result["coords"]:
         raise RuntimeError("map.json was fitted with another model variant; rerun fit_map")
     cfg = {**config["sampler"], "method": method(config["sampler"])}
-    cfg["chain_method"] = "vectorized" if cfg["method"] == "chees" else mcmc.chain_method(cfg)
+    cfg["chain_method"] = "vectorized" if cfg["method"] == "chees" else mcmc.chain_method(cfg, workers)
     inits = chain_inits(map_result, cfg["chains"], cfg["init_tolerance"])
     inverse_mass = None
     if cfg["mass_init"] == "hessian":
@@ -107,21 +111,49 @@ def sample(m, config: dict, map_result: dict, log: Callable[[str], None] = print
     log(f"{cfg['method'].upper()}: {cfg['chains']} chain(s) x ({cfg['warmup']} warmup + {cfg['samples']} draws), "
         f"{cfg['chain_method']}, {'dense' if cfg['dense_mass'] else 'diagonal'} mass matrix "
         f"({'adapted' if cfg['adapt_mass'] else 'kept'}; the first call compiles)")
+    saves = checkpoints(m, config, cfg, inverse_mass, inits, checkpoint, log)
     if cfg["method"] == "chees":
         draws = chees.run(m, cfg, inverse_mass, key(config, STAGE_SAMPLE), inits)
     elif cfg["chain_method"] == "processes" and cfg["chains"] > 1:
         make_model, model_args = m.rebuild
-        draws = mcmc.run_in_processes(make_model, model_args, cfg, inverse_mass, key(config, STAGE_SAMPLE), inits)
+        draws = mcmc.run_in_processes(make_model, model_args, cfg, inverse_mass, key(config, STAGE_SAMPLE), inits,
+                                      checkpoints=saves, workers=workers)
     else:
-        draws = mcmc.Sampler(m, cfg, inverse_mass).run(key(config, STAGE_SAMPLE), inits)
+        draws = mcmc.Sampler(m, cfg, inverse_mass).run(key(config, STAGE_SAMPLE), inits, checkpoints=saves)
     log(f"sampling done in {draws.wall_warmup_s + draws.wall_sampling_s:.0f} s; computing predictions per draw ...")
     return draws
 
 
-def posterior(m, config: dict, map_result: dict, log: Callable[[str], None] = print):
-    """(InferenceData with the prior group, diagnostics dict): the `fit` stage of any model."""
+def checkpoints(m, config: dict, cfg: dict, inverse_mass, inits: np.ndarray, path, log) -> list | None:
+    """Where the run saves (`checkpoint.plan` at `path`; None: no path, or `checkpoint_every` 0), each file's
+    state said to the log: resumed, or of another run and ignored. The fingerprint holds what determines the
+    draws: the config (its `sampler:` as run: method and chain layout resolved, but `progress`), the model's
+    coordinates, the data, the starting mass matrix, and per file the starting points and keys."""
+    if path is None or not cfg.get("checkpoint_every"):
+        return None
+    if cfg["method"] == "chees":
+        log("ChEES runs warmup and sampling as one program: no checkpoint; a killed fit restarts from warmup")
+        return None
+    if not cfg["progress"]:
+        log("sampler.progress is false: NUTS saves its checkpoint only after warmup and at the end (mcmc.py)")
+    vectorized = cfg["chain_method"] == "vectorized" and cfg["chains"] > 1
+    run = {k: x for k, x in cfg.items() if k not in ("progress", "chain_method")}
+    about = ckpt.fingerprint({**config, "sampler": run}, "vectorized" if vectorized else "chain by chain",
+                             list(m.coords), m.log_y, inverse_mass, ckpt.environment())
+    keys = np.asarray(jax.random.split(key(config, STAGE_SAMPLE), cfg["chains"]))
+    saves = ckpt.plan(path, about, keys, inits, vectorized)
+    for note in (ckpt.load(c)[1] for c in saves):
+        if note:
+            log(note)
+    return saves
+
+
+def posterior(m, config: dict, map_result: dict, log: Callable[[str], None] = print, checkpoint=None,
+              workers: int | None = None):
+    """(InferenceData with the prior group, diagnostics dict): the `fit` stage of any model (`sample`'s
+    checkpoint and workers)."""
     t0 = time.perf_counter()
-    draws = sample(m, config, map_result, log)
+    draws = sample(m, config, map_result, log, checkpoint=checkpoint, workers=workers)
     idata = inference_data(m, draws, key(config, STAGE_OBSERVE))
     idata.add_groups(prior=m.prior_group(key(config, STAGE_PRIOR), PRIOR_DRAWS))
     return idata, diagnostics(idata, draws, time.perf_counter() - t0)

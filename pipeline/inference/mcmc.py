@@ -7,8 +7,9 @@ where a solve fails the factor is -inf, so the proposal is rejected
 Chains run one after another in one process (`sequential`), vmapped in one run (`vectorized`: the best on a GPU),
 or each in its own worker process (`processes`: on a multi-core CPU, where one chain's solves keep only one core
 busy; each worker builds the model again and compiles its own kernel, and a chain draws exactly what it draws
-under `sequential`). `auto` (the default) picks by device: `vectorized` on a GPU, `processes` on a CPU with more
-than one core, else `sequential`. Vectorized chains are sharded over the local devices (several GPUs;
+under `sequential`; at most `workers` at a time, `fit --workers`, default one per core). `auto` (the default)
+picks by device: `vectorized` on a GPU, `processes` on a CPU where more than one worker is allowed, else
+`sequential`. Vectorized chains are sharded over the local devices (several GPUs;
 `Sampler.devices`, `placed`) when their number divides the chains: the starting points and keys are placed
 chain-wise on a one-axis device mesh and the compiled kernel keeps that layout, so each device runs its share of
 the chains (draws agree with one device to round-off; the failure count is exact in total, but the devices'
@@ -16,14 +17,27 @@ callbacks interleave, so its split over chains is not). numpyro's own `parallel`
 inside lineax's LU solve of the stiff solver, so it is not offered. Every evaluation's success is reported to the
 host through `jax.debug.callback`, so failures are counted per chain, for warmup and sampling apart. With
 chain_method "sequential" the chains run one after another in one compiled kernel, so each count is exact; with
-"vectorized" the callback is unrolled over the chains in order, and a chain whose trajectory already ended still
-evaluates (and may count) the points the others need: its count is an upper bound.
+"vectorized" the callback is unrolled over the chains, and a chain whose trajectory already ended still
+evaluates (and may count) the points the others need: its count is an upper bound, and its split over the chains
+varies a little from run to run (the callbacks of one step come in no fixed order); the total does not.
+
+Checkpoints (`pipeline.inference.checkpoint`, `fit --checkpoint`): a run goes in chunks of
+`sampler.checkpoint_every` iterations, warmup's and then the draws', each started from the numpyro state the
+previous one left (`post_warmup_state = last_state`; numpyro adapts while the state's iteration is below
+num_warmup), taken through the host and saved with the draws and counts so far. A killed run resumes at its
+last save and draws what an uninterrupted run draws, bit for bit; chunked draws are also those of numpyro's own
+`warmup` then `run` in one piece (checked on the CPU, with the progress bar on and off, and on a GPU with 8
+vectorized chains). Chunks need numpyro's progress bar (`sampler.progress`, which numpyro itself turns off
+under CI): without it numpyro compiles each chunk's whole loop, and a program with host callbacks is never
+cached, so each phase is then one chunk (saved after warmup and at the end). Every chunk of one length shares
+one compile; a last chunk shorter than the others (warmup or samples not a multiple) compiles once more.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Callable, NamedTuple
@@ -35,6 +49,8 @@ import numpyro
 import numpyro.distributions as dist
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from numpyro.infer import MCMC, NUTS
+
+from pipeline.inference import checkpoint
 
 SITE = "u"  # the one numpyro sample site: the unconstrained vector of `Model.coords`
 FIELDS = ("diverging", "num_steps", "accept_prob", "potential_energy", "energy", "adapt_state.step_size")
@@ -51,15 +67,17 @@ class Draws(NamedTuple):
     method: str = "nuts"  # the sampler that drew them (`sampler.method`)
 
 
-def chain_method(cfg: dict) -> str:
-    """The `sampler.chain_method` to run: the config's, or for `auto` the one that suits this device."""
+def chain_method(cfg: dict, workers: int | None = None) -> str:
+    """The `sampler.chain_method` to run: the config's, or for `auto` the one that suits this device and the
+    worker processes allowed (`fit --workers`, what a Snakemake rule's threads give; default: one per core)."""
     if cfg["chain_method"] != "auto":
         return cfg["chain_method"]
     if cfg["chains"] == 1:
         return "sequential"
     if jax.default_backend() == "gpu":
         return "vectorized"
-    return "processes" if (os.cpu_count() or 1) > 1 else "sequential"
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    return "processes" if workers > 1 else "sequential"
 
 
 class _FailureCounter:
@@ -108,9 +126,11 @@ class Sampler:
                          progress_bar=cfg["progress"], jit_model_args=True)
 
     def run(self, key, inits: np.ndarray, warmup: int | None = None, samples: int | None = None,
-            log_y=None, chain_keys=None) -> Draws:
+            log_y=None, chain_keys=None, checkpoints: list | None = None) -> Draws:
         """inits: [chains, D] starting points; warmup, samples: override the config's lengths; log_y: other data
-        of the same design (default: the model's); chain_keys: [chains] keys used instead of splitting `key`."""
+        of the same design (default: the model's); chain_keys: [chains] keys used instead of splitting `key`;
+        checkpoints: where to save and resume from (`checkpoint.plan`: one for vectorized chains, else one per
+        chain), None: no saves (the draws are the same)."""
         self.log_y = self.model.log_y if log_y is None else jnp.asarray(log_y)
         self._init_values[SITE] = jnp.asarray(inits[0])
         chains = self.cfg["chains"]
@@ -119,39 +139,99 @@ class Sampler:
         keys = jax.random.split(key, chains) if chain_keys is None else jnp.asarray(chain_keys)
         if self.method == "processes" and chains > 1:
             raise ValueError("chain_method 'processes' runs through mcmc.run_in_processes")
+        if checkpoints is not None and len(checkpoints) != (1 if self.vectorized else chains):
+            raise ValueError("give one checkpoint for vectorized chains, else one per chain")
+        ck = checkpoints or [None] * chains
         if self.vectorized:  # one run of all chains; the counter tells them apart by call order
             self.counter.chain = None
-            parts = [self._one(*placed(keys, jnp.asarray(inits), devices=self.devices))]
-            warm_f, fail = parts[0][3], parts[0][4]
+            parts = [self._one(*placed(keys, jnp.asarray(inits), devices=self.devices), ck[0])]
         else:  # one run per chain; the counter books everything on chain c
             parts = []
             for c in range(chains):
                 self.counter.chain = c
-                parts.append(self._one(keys[c], jnp.asarray(inits[c])))
-            warm_f = np.array([p[3][c] for c, p in enumerate(parts)])
-            fail = np.array([p[4][c] for c, p in enumerate(parts)])
-        cat = lambda xs: np.concatenate(xs, axis=0)  # noqa: E731
-        return Draws(
-            u=cat([p[0] for p in parts]),
-            stats={k: cat([p[1][k] for p in parts]) for k in FIELDS},
-            warmup_steps=cat([p[2] for p in parts]),
-            failures_warmup=warm_f, failures=fail,
-            wall_warmup_s=sum(p[5] for p in parts), wall_sampling_s=sum(p[6] for p in parts))
+                parts.append(self._one(keys[c], jnp.asarray(inits[c]), ck[c]))
+        return joined(parts)
 
-    def _one(self, key, init):
+    def _one(self, key, init, ck=None) -> Draws:
+        """One numpyro run (a chain, or all vectorized chains; arrays: that many chains) as chunks of draws, each
+        started from the state the previous one left, taken through the host: warmup, then sampling (numpyro
+        adapts while the state's iteration is below num_warmup). With a checkpoint `ck` each chunk is saved,
+        and the run resumed from `ck` where it holds this run's state (`checkpoint.load`). The chunks are
+        `checkpoint_every` long where there is a checkpoint and numpyro's progress bar is on (its compiled
+        iteration then serves every chunk of one length); else each phase is one chunk (with the bar off
+        numpyro compiles a chunk's whole loop, and a program with host callbacks is never cached: every chunk
+        would compile again). The draws are the same either way, and the same as numpyro's own `warmup` then
+        `run` (tests/test_resume.py)."""
+        warmup, samples = self.mcmc.num_warmup, self.mcmc.num_samples
+        every = (self.cfg.get("checkpoint_every") or 0) if ck is not None and self.mcmc.progress_bar else 0
+        start = self._start(key, init)  # (resuming too: numpyro's kernel is then set up before the first chunk)
+        saved = checkpoint.load(ck)[0] if ck is not None else None
+        if saved is None or (saved["warmup"], saved["samples"]) != (warmup, samples):
+            saved = start
+        while saved["warmed"] < warmup or saved["done"] < samples:
+            saved = self._chunk(saved, every)
+            if ck is not None:
+                checkpoint.save(ck, saved)
+        self.mcmc.num_samples = samples
+        cat = lambda xs: np.concatenate(xs, axis=1)  # noqa: E731 (chunks: along the draws)
+        return Draws(u=cat(saved["u"]), stats={k: cat(saved["fields"][k]) for k in FIELDS},
+                     warmup_steps=saved["warmup_steps"], failures_warmup=saved["failures_warmup"],
+                     failures=saved["failures"], wall_warmup_s=saved["wall_warmup_s"],
+                     wall_sampling_s=saved["wall_sampling_s"])
+
+    def _start(self, key, init) -> dict:
+        """The run before its first iteration: the kernel's initial state at `init` (on the host) and no draws."""
         t0 = time.perf_counter()
-        self.counter.take()
-        # warmup collects the same fields as sampling: with the progress bar on and warmup == samples, numpyro's
-        # compiled iteration then serves both phases (one compile of the NUTS kernel instead of two)
-        self.mcmc.warmup(key, self.log_y, init_params={SITE: init}, extra_fields=FIELDS, collect_warmup=True)
-        warm_steps = np.asarray(self.mcmc.get_extra_fields(group_by_chain=True)["num_steps"]).sum(axis=1)
-        fail_warm = self.counter.take()
-        t1 = time.perf_counter()
-        self.mcmc.run(self.mcmc.post_warmup_state.rng_key, self.log_y, extra_fields=FIELDS)
-        u = np.asarray(self.mcmc.get_samples(group_by_chain=True)[SITE])
+        self._failures()
+        state = self.mcmc.sampler.init(key, self.mcmc.num_warmup, {SITE: init}, model_args=(self.log_y,),
+                                       model_kwargs={})
+        fail = self._failures()  # (the initial point's evaluations: counted in warmup, as numpyro's warmup does)
+        return {"warmup": self.mcmc.num_warmup, "samples": self.mcmc.num_samples, "warmed": 0, "done": 0,
+                "state": jax.device_get(state), "u": [], "fields": {k: [] for k in FIELDS},
+                "warmup_steps": np.zeros(len(fail), dtype=int), "failures_warmup": fail,
+                "failures": np.zeros_like(fail), "wall_warmup_s": time.perf_counter() - t0, "wall_sampling_s": 0.0}
+
+    def _chunk(self, saved: dict, every: int) -> dict:
+        """`saved` with its next chunk run: up to `every` iterations (0: the rest of the phase) of warmup while it
+        lasts, else of sampling."""
+        warming = saved["warmed"] < saved["warmup"]
+        left = saved["warmup"] - saved["warmed"] if warming else saved["samples"] - saved["done"]
+        n = min(every or left, left)
+        t0 = time.perf_counter()
+        state = jax.tree.map(jnp.asarray, saved["state"])
+        if self.vectorized:  # (on several devices: sharded chain-wise, as the starting points were)
+            state = jax.tree.map(lambda x: placed(x, devices=self.devices)[0], state)
+        self.mcmc.post_warmup_state = state
+        self.mcmc.num_samples = n
+        self._failures()
+        self.mcmc.run(state.rng_key, self.log_y, extra_fields=FIELDS)
         fields = {k: np.asarray(v) for k, v in self.mcmc.get_extra_fields(group_by_chain=True).items()}
-        fail = self.counter.take()
-        return u, fields, warm_steps, fail_warm, fail, t1 - t0, time.perf_counter() - t1
+        out = {**saved, "state": jax.device_get(self.mcmc.last_state)}
+        wall = time.perf_counter() - t0
+        if warming:
+            return {**out, "warmed": saved["warmed"] + n, "warmup_steps": saved["warmup_steps"] + fields[
+                "num_steps"].sum(axis=1), "failures_warmup": saved["failures_warmup"] + self._failures(),
+                "wall_warmup_s": saved["wall_warmup_s"] + wall}
+        return {**out, "done": saved["done"] + n,
+                "u": saved["u"] + [np.asarray(self.mcmc.get_samples(group_by_chain=True)[SITE])],
+                "fields": {k: saved["fields"][k] + [fields[k]] for k in FIELDS},
+                "failures": saved["failures"] + self._failures(), "wall_sampling_s": saved["wall_sampling_s"] + wall}
+
+    def _failures(self) -> np.ndarray:
+        """The solver failures counted since the last call, of this run's chains (one chain: [1])."""
+        counts = self.counter.take()
+        c = self.counter.chain
+        return counts if c is None else counts[c:c + 1]
+
+
+def joined(parts: list[Draws]) -> Draws:
+    """The draws of runs of some chains each, as one (their chains in order; wall times: summed)."""
+    cat = lambda xs: np.concatenate(xs, axis=0)  # noqa: E731
+    return Draws(u=cat([p.u for p in parts]), stats={k: cat([p.stats[k] for p in parts]) for k in FIELDS},
+                 warmup_steps=cat([p.warmup_steps for p in parts]),
+                 failures_warmup=cat([p.failures_warmup for p in parts]), failures=cat([p.failures for p in parts]),
+                 wall_warmup_s=sum(p.wall_warmup_s for p in parts),
+                 wall_sampling_s=sum(p.wall_sampling_s for p in parts))
 
 
 def placed(*arrays, devices=None):
@@ -165,25 +245,36 @@ def placed(*arrays, devices=None):
 
 
 def run_in_processes(make_model: Callable, model_args: tuple, cfg: dict, inverse_mass, key,
-                     inits: np.ndarray) -> Draws:
-    """`Sampler(make_model(*model_args), cfg, inverse_mass).run(key, inits)` with each chain in its own
-    process (at most one per core); make_model must be a module-level function (it is pickled by name)."""
+                     inits: np.ndarray, checkpoints: list | None = None, workers: int | None = None) -> Draws:
+    """`Sampler(make_model(*model_args), cfg, inverse_mass).run(key, inits, checkpoints=checkpoints)` with each
+    chain in its own process, at most `workers` at a time (default: one per core); make_model must be a
+    module-level function (it is pickled by name). Each worker saves and resumes its own chain's checkpoint."""
     chains = cfg["chains"]
     keys = np.asarray(jax.random.split(key, chains))
     one = {**cfg, "chains": 1, "chain_method": "sequential"}
-    workers = min(chains, os.cpu_count() or 1)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_chain, make_model, model_args, one, inverse_mass, keys[c], inits[c])
+    ck = checkpoints or [None] * chains
+    workers = min(chains, workers or os.cpu_count() or 1)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_exit_with_parent, initargs=(os.getpid(),)) as pool:
+        futures = [pool.submit(_chain, make_model, model_args, one, inverse_mass, keys[c], inits[c], ck[c])
                    for c in range(chains)]
         parts = [f.result() for f in futures]
-    cat = lambda xs: np.concatenate(xs, axis=0)  # noqa: E731
-    return Draws(u=cat([p.u for p in parts]), stats={k: cat([p.stats[k] for p in parts]) for k in FIELDS},
-                 warmup_steps=cat([p.warmup_steps for p in parts]),
-                 failures_warmup=cat([p.failures_warmup for p in parts]), failures=cat([p.failures for p in parts]),
-                 wall_warmup_s=max(p.wall_warmup_s for p in parts),
-                 wall_sampling_s=max(p.wall_sampling_s for p in parts))
+    return joined(parts)._replace(wall_warmup_s=max(p.wall_warmup_s for p in parts),
+                                  wall_sampling_s=max(p.wall_sampling_s for p in parts))
 
 
-def _chain(make_model, model_args, cfg, inverse_mass, key, init) -> Draws:
+def _chain(make_model, model_args, cfg, inverse_mass, key, init, ck=None) -> Draws:
     """One chain in a worker process, with the key it has under `sequential`."""
-    return Sampler(make_model(*model_args), cfg, inverse_mass).run(None, init[None], chain_keys=key[None])
+    return Sampler(make_model(*model_args), cfg, inverse_mass).run(
+        None, init[None], chain_keys=key[None], checkpoints=None if ck is None else [ck])
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker ends when the process that started it is gone (killed: kill -9 leaves its workers running their
+    chains, and writing their checkpoints, beside the rerun's)."""
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
