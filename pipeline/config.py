@@ -1,4 +1,4 @@
-"""Analysis configs (`configs/<analysis>.yaml`), checked against `pipeline/schemas/config.schema.yaml`.
+"""Analysis configs (`config/<analysis>.yaml`), checked against `pipeline/schemas/config.schema.yaml`.
 
 The Snakefile validates the same file against the same schema with
 `snakemake.utils.validate`; the defaults live in the schema only.
@@ -20,16 +20,20 @@ from pipeline.yamlschema import SCHEMA_DIR, read_yaml, validate
 SCHEMA_PATH = SCHEMA_DIR / "config.schema.yaml"
 
 
-def load(path: str | Path) -> dict:
-    """The config with defaults filled, or `InputError` carrying every problem found."""
-    path = Path(path)
-    shown = display_path(path)
-    raw, problems = read_yaml(path)
+def load(source: str | Path | dict) -> dict:
+    """The config with defaults filled, or `InputError` carrying every problem found. `source`: a YAML file,
+    or a dict of the same keys (not changed; its problems name "config"). Paths in it (`dataset`, `petab`)
+    are relative to the directory you run from, in a file as in a dict."""
+    if isinstance(source, dict):
+        shown, raw, problems = "config", source, []
+    else:
+        shown = display_path(Path(source))
+        raw, problems = read_yaml(Path(source))
     if problems:
         raise InputError(problems)
     if not isinstance(raw, dict):
         raise InputError([Problem(shown, "must be a mapping of keys to values",
-                                  fix="start from configs/example.yaml")])
+                                  fix="start from config/config.yaml")])
     raw, problems = _renamed(raw, shown)
     if problems:
         raise InputError(problems)

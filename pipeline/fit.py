@@ -103,10 +103,12 @@ def _named_json(m: Model, q: dict) -> dict:
 
 
 # ---- posterior ---------------------------------------------------------------------------------------
-def run_posterior(config: dict, ds: xr.Dataset, map_result: dict, log: Callable[[str], None] = print):
-    """(InferenceData, shifts table, diagnostics dict)."""
+def run_posterior(config: dict, ds: xr.Dataset, map_result: dict, log: Callable[[str], None] = print,
+                  checkpoint=None, workers: int | None = None):
+    """(InferenceData, shifts table, diagnostics dict). checkpoint: a path the sampler saves its state at and
+    resumes from (`pipeline.inference.checkpoint`); workers: the most chain worker processes."""
     m = model(config, ds)
-    idata, diag = engine.posterior(m, config, map_result, log)
+    idata, diag = engine.posterior(m, config, map_result, log, checkpoint=checkpoint, workers=workers)
     idata.add_groups(constant_data=ds.drop_vars(v.Y))
     return idata, shift_table(idata, config["summary"]["threshold_log2"]), diag
 

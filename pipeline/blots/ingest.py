@@ -24,9 +24,7 @@ import xarray as xr
 
 from pipeline import vocabulary as v
 from pipeline.blots.dataset import BlotDataset
-from pipeline.outputs.files import atomic_path
-
-NETCDF_ENGINE = "h5netcdf"
+from pipeline.outputs.files import NETCDF_ENGINE, atomic_path
 
 
 def normalised_signal(measurements: pd.DataFrame) -> np.ndarray:

@@ -20,7 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy import stats
 
-jax.config.update("jax_enable_x64", True)  # float64 everywhere (as in pipeline.model.simulate)
+from pipeline import runtime
+
+runtime.configure()  # float64 everywhere (see pipeline.runtime)
 
 NOISES = ("lognormal", "student_t")  # `model.noise` in the config
 _TINY = 1e-300  # floor of a denominator (an empty group)

@@ -18,6 +18,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from pipeline import runtime
+
+runtime.configure()  # float64, and EQX_ON_ERROR before diffrax imports equinox (see pipeline.runtime)
+
 import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl

@@ -19,6 +19,10 @@ from __future__ import annotations
 import functools
 from typing import NamedTuple
 
+from pipeline import runtime
+
+runtime.configure()  # float64, and EQX_ON_ERROR before diffrax imports equinox (see pipeline.runtime)
+
 import diffrax
 import jax
 import jax.numpy as jnp
@@ -27,8 +31,6 @@ import numpy as np
 from pipeline.model import drugs, network, parameters, solver
 from pipeline.model.solver import SolverSettings
 from pipeline.vocabulary import DRUGS
-
-jax.config.update("jax_enable_x64", True)
 
 STIMULUS_ORDER = tuple(network.STIMULUS_STRENGTH)  # one-hot columns of Conditions.stimulus
 

@@ -16,14 +16,16 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from pipeline import runtime
+
+runtime.configure()  # float64, and EQX_ON_ERROR before diffrax imports equinox (see pipeline.runtime)
+
 import diffrax
 import jax
 import jax.numpy as jnp
 import optimistix as optx
 
 from pipeline.model import rosenbrock
-
-jax.config.update("jax_enable_x64", True)
 
 SOLVERS = ("Rodas5P", "Kvaerno3", "Kvaerno4", "Kvaerno5")
 ADJOINTS = ("checkpoint", "forward", "direct")

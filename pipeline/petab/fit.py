@@ -182,9 +182,10 @@ def run_map(config: dict, log: Callable[[str], None] = print) -> dict:
     return engine.map_fits(m, config, m.describe, log)
 
 
-def run_posterior(config: dict, map_result: dict, log: Callable[[str], None] = print):
-    """(InferenceData, diagnostics dict)."""
-    return engine.posterior(model(config), config, map_result, log)
+def run_posterior(config: dict, map_result: dict, log: Callable[[str], None] = print, checkpoint=None,
+                  workers: int | None = None):
+    """(InferenceData, diagnostics dict); checkpoint and workers: as `pipeline.fit.run_posterior`'s."""
+    return engine.posterior(model(config), config, map_result, log, checkpoint=checkpoint, workers=workers)
 
 
 def _simulation_label(preequilibration: str | None, condition: str) -> str:

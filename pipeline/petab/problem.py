@@ -30,6 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from pipeline import runtime
+
+runtime.configure()  # float64, and EQX_ON_ERROR before diffrax imports equinox (see pipeline.runtime)
+
 import diffrax
 import jax
 import jax.numpy as jnp
@@ -41,8 +45,6 @@ from pipeline.model import solver
 from pipeline.petab import sbml
 from pipeline.model.solver import SolverSettings
 from pipeline.problems import InputError, Problem as Issue, display_path
-
-jax.config.update("jax_enable_x64", True)
 
 SCALES = ("lin", "log", "log10")
 TRANSFORMATIONS = ("lin", "log", "log10")
