@@ -1,6 +1,6 @@
 """Benchmark of the posterior sampler: several sampler settings side by side on one posterior.
 
-    python benchmarks/sampling.py configs/example.yaml
+    python benchmarks/sampling.py config/config.yaml
     python benchmarks/sampling.py CONFIG --compare "dense:" "diag:dense_mass=false" "identity:mass_init=identity"
     python benchmarks/sampling.py CONFIG --set seed=3 --set map.starts=4 --set sampler.warmup=100
     python benchmarks/sampling.py CONFIG --compare "sampled:" "integrated:prior.integrate_sigma=true"
@@ -95,6 +95,16 @@ def summary(draws, keep: np.ndarray) -> dict:
             "steps_per_iter": float(draws.stats["num_steps"].mean())}
 
 
+HEADER = (f"{'name':<12} {'warmup_s':>8} {'sample_s':>8} {'grads':>7} {'steps/it':>8} {'ESS/s':>7} "
+          f"{'ESS/kgrad':>9} {'max_rhat':>8} {'bulk':>6} {'tail':>6} {'div':>4} {'fail':>4}")
+
+
+def table_row(r: dict) -> str:
+    return (f"{r['name']:<12} {r['wall_warmup_s']:>8.0f} {r['wall_sampling_s']:>8.0f} {r['grads']:>7d} "
+            f"{r['steps_per_iter']:>8.1f} {r['ess_per_s']:>7.3f} {r['ess_per_kgrad']:>9.2f} {r['max_rhat']:>8.3f} "
+            f"{r['min_bulk']:>6.0f} {r['min_tail']:>6.0f} {r['divergences']:>4d} {r['failures']:>4d}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("config")
@@ -130,15 +140,13 @@ def main(argv=None):
         row = {"name": name, "setting": over, "process_s": time.perf_counter() - t0, **summary(draws, keep)}
         rows.append(row)
         print(f"[{name}] {over}: {row['process_s']:.0f} s", flush=True)
+        print(HEADER + "\n" + table_row(row), flush=True)  # each row as it comes: a killed run keeps the finished ones
     if len(models) > 1:
         print(f"(ESS and R-hat over the {len(shared)} coordinates every setting's model has)")
     print()
-    print(f"{'name':<12} {'warmup_s':>8} {'sample_s':>8} {'grads':>7} {'steps/it':>8} {'ESS/s':>7} {'ESS/kgrad':>9} "
-          f"{'max_rhat':>8} {'bulk':>6} {'tail':>6} {'div':>4} {'fail':>4}")
+    print(HEADER)
     for r in rows:
-        print(f"{r['name']:<12} {r['wall_warmup_s']:>8.0f} {r['wall_sampling_s']:>8.0f} {r['grads']:>7d} "
-              f"{r['steps_per_iter']:>8.1f} {r['ess_per_s']:>7.3f} {r['ess_per_kgrad']:>9.2f} {r['max_rhat']:>8.3f} "
-              f"{r['min_bulk']:>6.0f} {r['min_tail']:>6.0f} {r['divergences']:>4d} {r['failures']:>4d}")
+        print(table_row(r))
     print("(warmup_s includes compiling each setting's kernel; ESS/s over warmup + sampling)")
     for r in rows:
         print(f"{r['name']} ess_per_s={r['ess_per_s']:.4f} ess_per_kgrad={r['ess_per_kgrad']:.3f} "
