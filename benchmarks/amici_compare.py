@@ -4,7 +4,7 @@ adjoint sensitivities) on the same PEtab problems, side by side.
     pip install -e '.[amici]'                  # AMICI builds its C++ from source (a few minutes, cmake + a C++ compiler)
     python benchmarks/amici_compare.py                                  # every problem of data/petab/
     python benchmarks/amici_compare.py --problems Fujita_SciSignal2010 Weber_BMC2015 --repeats 5
-    python benchmarks/amici_compare.py --problems none --export configs/example.yaml --export brief
+    python benchmarks/amici_compare.py --problems none --export config/config.yaml --export brief
 
 AMICI is never needed by the tests or CI; only this script imports it.
 

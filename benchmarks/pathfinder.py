@@ -1,6 +1,6 @@
 """Benchmark of Pathfinder (blackjax) as the sampler's starting geometry, against the MAP's Laplace approximation.
 
-    python benchmarks/pathfinder.py configs/example.yaml --paths 8 --maxiter 60 --elbo-draws 20
+    python benchmarks/pathfinder.py config/config.yaml --paths 8 --maxiter 60 --elbo-draws 20
 
 On one posterior (a config, as `sampling.py` takes it): the config's multi-start MAP with its finite-difference
 Hessian (the fit stage's path), then multi-path Pathfinder (Zhang et al. 2022: L-BFGS from prior draws, the

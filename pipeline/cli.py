@@ -9,28 +9,35 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shlex
 import sys
 from collections import Counter
 from pathlib import Path
 
 import yaml
 
-from pipeline.problems import ERROR, InputError, Problem, one_of
+from pipeline.problems import ERROR, InputError, Problem
 
 EXIT_BAD_INPUT = 2
 
 # XLA's C++ log prints harmless "algebraic simplifier is likely stuck" lines at ERROR level while
 # compiling the stiff solver; real failures still surface as Python errors. Set it to 0 to see them.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# A fit needs little GPU memory: JAX's default of preallocating 75 % of it would keep a second job off the GPU.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 # JAX's persistent compilation cache: every command (and every Snakemake job) compiles the same solver code;
 # the second one loads it. Set JAX_COMPILATION_CACHE_DIR to move it, or to "" to switch it off.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path.home() / ".cache" / "pipeline" / "jax"))
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pipeline.outputs import provenance
+
+    argv = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(argv)
     try:
-        return args.run(args)
+        with provenance.running(shlex.join(["python", "-m", "pipeline", *argv])):  # what made the outputs
+            return args.run(args)
     except InputError as e:
         _report(e.problems, f"{args.command}: nothing written")
         return EXIT_BAD_INPUT
@@ -50,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_ingest)
 
     p = sub.add_parser("simulate", help="simulate the dataset's conditions with the config's model variant")
-    p.add_argument("config", help="configs/<analysis>.yaml")
+    p.add_argument("config", help="config/<analysis>.yaml")
     p.add_argument("--out", required=True, help="NetCDF of trajectories, e.g. results/example/simulation.nc")
     p.add_argument("--plot", required=True, help="figure, e.g. results/example/simulation.png")
     p.add_argument("--data", help="the ingested dataset (NetCDF from `ingest`); default: read the config's dataset")
@@ -62,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_simulate_dataset)
 
     p = sub.add_parser("fit-map", help="multi-start MAP fits of the config's model to the dataset (map.json)")
-    p.add_argument("config", help="configs/<analysis>.yaml")
+    p.add_argument("config", help="config/<analysis>.yaml")
     p.add_argument("--data", help="the ingested dataset, e.g. results/example/data.nc (not for a `petab:` config)")
     p.add_argument("--variant", default="base", help="fit this model variant of the config's `variants` "
                    "(default: base, the config's own model)")
@@ -72,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fit", aliases=["fit-nuts"],
                        help="the posterior from the best MAP fits (the config's `sampler:`): mechanism shifts, "
                             "diagnostics (`fit-nuts`: its deprecated name)")
-    p.add_argument("config", help="configs/<analysis>.yaml")
+    p.add_argument("config", help="config/<analysis>.yaml")
     p.add_argument("--data", help="the ingested dataset, e.g. results/example/data.nc (not for a `petab:` config)")
     p.add_argument("--variant", default="base", help="fit this model variant of the config's `variants` "
                    "(default: base, the config's own model)")
@@ -83,11 +90,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", help="a `petab:` config: posterior-predictive figure against the data, e.g. "
                    "results/fujita2010/predictive.png")
     p.add_argument("--diagnostics", required=True, help="JSON to write, e.g. results/example/diagnostics.json")
+    p.add_argument("--checkpoint", help="where the sampler saves its state every `sampler.checkpoint_every` draws "
+                   "and resumes from after a kill (default: <posterior>.checkpoint; deleted once the outputs are "
+                   "written)")
+    p.add_argument("--workers", type=_positive, default=os.cpu_count() or 1,
+                   help="the most chain worker processes (`chain_method: processes`; auto takes them when this is "
+                   "over 1), e.g. a Snakemake rule's {threads} (default: the CPU's cores)")
     p.set_defaults(run=_fit)
 
     p = sub.add_parser("predict", help="posterior predictions of candidate treatments per cell line, and which "
                        "reverse resistance (predictions.nc, reversal.csv)")
-    p.add_argument("config", help="configs/<analysis>.yaml (its `predict:` section)")
+    p.add_argument("config", help="config/<analysis>.yaml (its `predict:` section)")
     p.add_argument("--data", required=True, help="the ingested dataset, e.g. results/example/data.nc")
     p.add_argument("--posterior", required=True, help="the fit's posterior, e.g. results/example/posterior.nc")
     p.add_argument("--out", required=True, help="NetCDF to write, e.g. results/example/predictions.nc")
@@ -96,11 +109,26 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("design", help="rank candidate next blots by what they would tell about the mechanism "
                        "(design.csv)")
-    p.add_argument("config", help="configs/<analysis>.yaml (its `design:` and `predict:` sections)")
+    p.add_argument("config", help="config/<analysis>.yaml (its `design:` and `predict:` sections)")
     p.add_argument("--data", required=True, help="the ingested dataset, e.g. results/example/data.nc")
     p.add_argument("--posterior", required=True, help="the fit's posterior, e.g. results/example/posterior.nc")
     p.add_argument("--out", required=True, help="CSV to write, e.g. results/example/design.csv")
     p.set_defaults(run=_design)
+
+    p = sub.add_parser("summarise", help="the shifts table of a blot fit from its posterior, with the config's "
+                       "`summary:` threshold (shifts.csv; refitting is not needed to change the threshold)")
+    p.add_argument("config", help="config/<analysis>.yaml (its `summary:` section)")
+    p.add_argument("--posterior", required=True, help="the fit's posterior, e.g. results/example/posterior.nc")
+    p.add_argument("--out", required=True, help="CSV to write, e.g. results/example/shifts.csv")
+    p.set_defaults(run=_summarise)
+
+    p = sub.add_parser("summarise-analyses", help="the top mechanisms of every resistant line of several analyses "
+                       "in one table (results/analyses.csv)")
+    p.add_argument("tables", nargs="+", metavar="ANALYSIS=SHIFTS",
+                   help="an analysis and its shifts.csv, e.g. example=results/example/shifts.csv")
+    p.add_argument("--top", type=int, default=3, help="rows per analysis and cell line (default 3)")
+    p.add_argument("--out", required=True, help="CSV to write, e.g. results/analyses.csv")
+    p.set_defaults(run=_summarise_analyses)
 
     p = sub.add_parser("shifts", help="print the most probably shifted mechanisms per resistant line")
     p.add_argument("shifts", help="shifts.csv written by fit")
@@ -115,7 +143,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_petab_llh)
 
     p = sub.add_parser("export-petab", help="write the config's model and dataset as a PEtab v1 problem")
-    p.add_argument("config", help="configs/<analysis>.yaml (with a `dataset:`)")
+    p.add_argument("config", help="config/<analysis>.yaml (with a `dataset:`)")
     p.add_argument("--out", required=True, help="folder to write (replaced atomically), e.g. results/example/petab")
     p.add_argument("--map", help="map.json of the same config: export the best MAP fit's values (default: the "
                    "prior medians, no shifts)")
@@ -123,7 +151,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="write results/<analysis>/report.html and its figures from the fit's outputs")
     p.add_argument("analysis", help="the analysis name (the config's `analysis`)")
-    p.add_argument("--config", help="its config (default configs/<analysis>.yaml)")
+    p.add_argument("--config", help="its config (default config/<analysis>.yaml)")
     p.add_argument("--results", help="the folder of its fit outputs (default results/<analysis>)")
     p.set_defaults(run=_report_command)
 
@@ -134,7 +162,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_compare)
 
     p = sub.add_parser("config", help="check an analysis config and print it with its defaults filled")
-    p.add_argument("config", help="configs/<analysis>.yaml")
+    p.add_argument("config", help="config/<analysis>.yaml")
     p.set_defaults(run=_config)
     return parser
 
@@ -149,34 +177,31 @@ def _validate(args) -> int:
 
 
 def _ingest(args) -> int:
-    from pipeline.blots import dataset, ingest
+    from pipeline import api
+    from pipeline.blots import dataset
+    from pipeline.outputs.files import write_all
 
     if Path(args.out).is_dir():
         raise InputError([Problem(args.out, "is a folder", fix="give a file path for --out, e.g. results/example/data.nc")])
     data = dataset.load(args.dataset)
     _report(list(data.warnings))
-    ingest.write(ingest.to_xarray(data), args.out)
+    write_all({args.out: api.load_dataset(data)})
     print(f"{_summary(data)}\nwrote {args.out}")
     return 0
 
 
 def _simulate(args) -> int:
-    from pipeline import config
-    from pipeline.blots import dataset, ingest
+    from pipeline import api
     from pipeline.model import trajectories
-    from pipeline.outputs.files import atomic_path
+    from pipeline.outputs.files import write_all
 
-    cfg = config.load(args.config)
-    data = ingest.read(args.data) if args.data else ingest.to_xarray(dataset.load(cfg["dataset"]))
-    traj = trajectories.run(cfg, data)
+    cfg = api.load_config(args.config)
+    data = api.read_dataset(args.data) if args.data else api.load_dataset(cfg["dataset"])
+    traj = api.simulate(cfg, data)
     failed = [str(c) for c, ok in zip(traj.condition.values, traj.ok.values) if not ok]
     if failed:
         print(f"warning: the solver failed for {len(failed)} condition(s): {', '.join(failed)}", file=sys.stderr)
-    with atomic_path(args.out) as tmp:
-        traj.to_netcdf(tmp, engine=ingest.NETCDF_ENGINE)
-    fig = trajectories.plot(traj, data)
-    with atomic_path(args.plot) as tmp:
-        fig.savefig(tmp, dpi=110, format=Path(args.plot).suffix.lstrip(".") or "png")
+    write_all({args.out: traj, args.plot: trajectories.plot(traj, data)})
     print(f"simulated {traj.sizes['condition']} conditions x {traj.sizes['time_min']} times\n"
           f"wrote {args.out} and {args.plot}")
     return 0
@@ -196,16 +221,11 @@ def _simulate_dataset(args) -> int:
 
 
 def _fit_map(args) -> int:
-    from pipeline import config, fit
+    from pipeline import api
     from pipeline.outputs.files import write_json
 
-    cfg = config.variant(config.load(args.config), args.variant)
-    if "petab" in cfg:
-        from pipeline.petab import fit as petabfit
-
-        result = petabfit.run_map(cfg, log=_log)
-    else:
-        result = fit.run_map(cfg, _dataset(args), log=_log)
+    cfg = api.load_config(args.config, args.variant)
+    result = api.fit_map(cfg, None if "petab" in cfg else _dataset(args), log=_log)
     if not result["fits"]:
         print(f"fit-map: every one of {cfg['map']['starts']} starts failed; nothing written. Check the solver "
               "settings and the priors of the estimated parameters.", file=sys.stderr)
@@ -216,64 +236,40 @@ def _fit_map(args) -> int:
 
 
 def _dataset(args):
-    from pipeline.blots import ingest
+    from pipeline import api
 
     if not args.data:
         raise InputError([Problem(args.config, "names a dataset", fix=f"give the ingested dataset: {args.command} "
                                   f"{args.config} --data results/<analysis>/data.nc ...")])
-    return ingest.read(args.data)
+    return api.read_dataset(args.data)
 
 
 def _fit(args) -> int:
-    import json
-
-    from pipeline import config, fit
-    from pipeline.blots import ingest
-    from pipeline.outputs.files import atomic_path
+    from pipeline import api, fit
 
     if args.command == "fit-nuts":
         print("fit-nuts is deprecated: the command is now `fit` (same arguments)", file=sys.stderr)
-    cfg = config.variant(config.load(args.config), args.variant)
-    map_result = json.loads(Path(args.map).read_text(encoding="utf-8"))
-    if "petab" in cfg:
-        return _fit_petab(args, cfg, map_result)
-    if not args.shifts:
-        raise InputError([Problem(args.config, "names a dataset", fix="give --shifts results/<analysis>/shifts.csv")])
-    idata, table, diag = fit.run_posterior(cfg, _dataset(args), map_result, log=_log)
-    with atomic_path(args.posterior) as p, atomic_path(args.shifts) as s, atomic_path(args.diagnostics) as d:
-        idata.to_netcdf(str(p), engine=ingest.NETCDF_ENGINE)
-        table.to_csv(s, index=False, float_format="%.6g")
-        Path(d).write_text(json.dumps(diag, indent=1) + "\n", encoding="utf-8")
-    _print_diagnostics(diag)
-    print(fit.top_shifts(table))
-    print(f"wrote {args.posterior}, {args.shifts} and {args.diagnostics}")
+    from pipeline.inference import checkpoint
+
+    cfg = api.load_config(args.config, args.variant)
+    saves = args.checkpoint or f"{args.posterior}.checkpoint"
+    result = api.fit_posterior(cfg, None if "petab" in cfg else _dataset(args), args.map,
+                               checkpoint=saves, workers=args.workers, log=_log)
+    # --shifts: the workflow writes a blot fit's table in its own stage, `summarise`; --plot: a PEtab problem's
+    written = result.save(posterior=args.posterior, table=args.shifts, diagnostics=args.diagnostics, plot=args.plot)
+    checkpoint.remove(saves)  # (only once posterior.nc is written: a kill before that resumes with every draw)
+    _print_diagnostics(result.diagnostics)
+    print(result.table.to_string(index=False, float_format=lambda x: f"{x:.4g}") if result.petab
+          else fit.top_shifts(result.table))
+    print(f"wrote {', '.join(str(f) for f in written)}")
     return 0
 
 
-def _fit_petab(args, cfg: dict, map_result: dict) -> int:
-    import json
-
-    from pipeline.blots import ingest
-    from pipeline.petab import fit as petabfit
-    from pipeline.outputs.files import atomic_path
-
-    idata, diag = petabfit.run_posterior(cfg, map_result, log=_log)
-    table = petabfit.summary_table(idata)
-    written = [args.posterior, args.diagnostics] + [f for f in (args.shifts, args.plot) if f]
-    fig = petabfit.plot_predictive(idata) if args.plot else None
-    with atomic_path(args.posterior) as p, atomic_path(args.diagnostics) as d:
-        idata.to_netcdf(str(p), engine=ingest.NETCDF_ENGINE)
-        Path(d).write_text(json.dumps(diag, indent=1) + "\n", encoding="utf-8")
-        if args.shifts:
-            with atomic_path(args.shifts) as s:
-                table.to_csv(s, index=False, float_format="%.6g")
-        if fig is not None:
-            with atomic_path(args.plot) as f:
-                fig.savefig(f, dpi=110, format=Path(args.plot).suffix.lstrip(".") or "png")
-    _print_diagnostics(diag)
-    print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
-    print(f"wrote {', '.join(written)}")
-    return 0
+def _positive(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive whole number")
+    return n
 
 
 def _print_diagnostics(diag: dict) -> None:
@@ -282,39 +278,13 @@ def _print_diagnostics(diag: dict) -> None:
           f"{diag['solver_failures']} solver failures while sampling, {diag['wall_s']:.0f} s")
 
 
-def _decide_inputs(args):
-    """(config, dataset, posterior group) of `predict` and `design`, the config's lines checked against the data."""
-    import arviz as az
-
-    from pipeline import config, vocabulary
-    from pipeline.blots import ingest
-
-    cfg = config.load(args.config)
-    if "petab" in cfg:
-        raise InputError([Problem(args.config, "is a PEtab problem; predict and design need a blot dataset",
-                                  key="petab", fix="run them on a config with a `dataset:`")])
-    for path in (args.data, args.posterior):
-        if not Path(path).is_file():
-            raise InputError([Problem(path, "does not exist", fix="run the fit first (snakemake, or make demo)")])
-    ds = ingest.read(args.data)
-    lines = sorted(set(str(x) for x in ds[vocabulary.CELL_LINE].values) - {ds.attrs["reference_line"]})
-    bad = [Problem(args.config, "is not a resistant (non-reference) line of the dataset", key=f"predict.resists.{line}",
-                   value=line, fix=one_of(lines, line)) for line in cfg["predict"]["resists"] if line not in lines]
-    if bad:
-        raise InputError(bad)
-    return cfg, ds, az.from_netcdf(args.posterior).posterior
-
-
 def _predict(args) -> int:
-    from pipeline.blots import ingest
+    from pipeline import api
     from pipeline.decide import predict
-    from pipeline.outputs.files import atomic_path
+    from pipeline.outputs.files import write_all
 
-    cfg, ds, posterior = _decide_inputs(args)
-    pred, table = predict.run(cfg, ds, posterior, log=_log)
-    with atomic_path(args.out) as p, atomic_path(args.reversal) as r:
-        pred.to_netcdf(p, engine=ingest.NETCDF_ENGINE)
-        table.to_csv(r, index=False, float_format="%.6g")
+    pred, table = api.predict(args.config, args.data, args.posterior, log=_log)
+    write_all({args.out: pred, args.reversal: table})
     if pred.attrs["solver_failures"]:
         print(f"warning: {pred.attrs['solver_failures']} of {pred['ok'].size} simulations failed; their draws are left "
               "out of reversal.csv's rows", file=sys.stderr)
@@ -325,17 +295,48 @@ def _predict(args) -> int:
 
 
 def _design(args) -> int:
-    from pipeline.decide import design
-    from pipeline.outputs.files import atomic_path
+    from pipeline import api
+    from pipeline.outputs.files import write_all
 
-    cfg, ds, posterior = _decide_inputs(args)
-    table = design.run(cfg, ds, posterior, log=_log)
-    with atomic_path(args.out) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
+    table = api.design(args.config, args.data, args.posterior, log=_log)
+    write_all({args.out: table})
     for line, rows in table.groupby("cell_line", sort=True):
         r = rows.iloc[0]
         print(f"{line}: first {r['treatment']}, {r['target']} at {r['times_min']} min: {r['expected_info_bits']:.2f} "
               f"bits about the mechanism ({r['tells_apart']})")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _summarise(args) -> int:
+    from pipeline import api, fit
+    from pipeline.outputs.files import write_all
+
+    cfg = api.load_config(args.config)
+    if "petab" in cfg:
+        raise InputError([Problem(args.config, "is a PEtab analysis: its fit writes parameters.csv itself",
+                                  key="petab", fix="summarise the fit of a blot dataset")])
+    table = api.summarise(args.posterior, cfg["summary"]["threshold_log2"])
+    write_all({args.out: table})
+    print(fit.top_shifts(table))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _summarise_analyses(args) -> int:
+    import pandas as pd
+
+    from pipeline.outputs import analyses
+    from pipeline.outputs.files import write_all
+
+    pairs = [a.split("=", 1) for a in args.tables]
+    bad = [a for a, p in zip(args.tables, pairs) if len(p) != 2 or not p[0]]
+    if bad:
+        raise InputError([Problem("command line", f"'{a}' is not ANALYSIS=SHIFTS", fix="write e.g. "
+                                  "example=results/example/shifts.csv") for a in bad])
+    table = analyses.top_mechanisms({name: pd.read_csv(path) for name, path in pairs}, args.top)
+    write_all({args.out: table})
+    print(table.to_string(index=False, float_format=lambda x: f"{x:.3g}"))
     print(f"wrote {args.out}")
     return 0
 
@@ -412,33 +413,33 @@ def _export_petab(args) -> int:
 
 
 def _report_command(args) -> int:
-    from pipeline import config
+    from pipeline import api
     from pipeline.outputs import report
 
-    path = Path(args.config or f"configs/{args.analysis}.yaml")
+    path = Path(args.config or next((p for p in (f"config/{args.analysis}.yaml", "config/config.yaml")
+                                     if Path(p).is_file()), f"config/{args.analysis}.yaml"))
     if not path.is_file():
         raise InputError([Problem(str(path), "does not exist", fix="give the analysis's config with --config")])
-    cfg = config.load(path)
+    cfg = api.load_config(path)
     if cfg["analysis"] != args.analysis:
         raise InputError([Problem(str(path), f"is the config of analysis '{cfg['analysis']}', not '{args.analysis}'",
                                   fix="give the config whose `analysis` is the one to report")])
-    written = report.write(cfg, args.results or f"results/{args.analysis}")
+    written = api.report(cfg, args.results or f"results/{args.analysis}")
     print(f"wrote {written} and its figures in {written.parent / report.FIGURES}")
     return 0
 
 
 def _compare(args) -> int:
-    from pipeline.outputs import compare
-    from pipeline.outputs.files import atomic_path
+    from pipeline import api
+    from pipeline.outputs.files import write_all
 
     pairs = [a.split("=", 1) for a in args.posteriors]
     bad = [a for a, p in zip(args.posteriors, pairs) if len(p) != 2 or not p[0]]
     if bad:
         raise InputError([Problem("command line", f"'{a}' is not VARIANT=POSTERIOR", fix="write e.g. "
                                   "full=results/example/posterior.nc") for a in bad])
-    table = compare.compare({name: path for name, path in pairs})
-    with atomic_path(args.out) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
+    table = api.compare({name: path for name, path in pairs})
+    write_all({args.out: table})
     print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     print(f"wrote {args.out}")
     return 0

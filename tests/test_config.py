@@ -44,7 +44,7 @@ def test_defaults_come_from_the_schema_for_cli_and_snakemake_alike(tmp_path):
                       "sampler": {"method": "auto", "chains": 4, "warmup": 500, "samples": 500,
                                   "target_accept": 0.9, "max_tree_depth": 8, "dense_mass": True,
                                   "mass_init": "hessian", "adapt_mass": True, "chain_method": "auto",
-                                  "init_tolerance": 5.0, "progress": True},
+                                  "init_tolerance": 5.0, "progress": True, "checkpoint_every": 100},
                       "predict": {"resists": {}, "reference_dose_uM": {}, "drugs": None, "doses_uM": {},
                                   "pairs": "middle", "treatments": [], "readouts": ["pPRAS40_T246", "pS6_S240"],
                                   "times_min": [60, 1440], "stimulus": None, "pretreatment_min": None,
@@ -57,10 +57,10 @@ def test_defaults_come_from_the_schema_for_cli_and_snakemake_alike(tmp_path):
 
 
 def test_cli_prints_filled_config():
-    run = subprocess.run([sys.executable, "-m", "pipeline", "config", "configs/example.yaml"],
+    run = subprocess.run([sys.executable, "-m", "pipeline", "config", "config/config.yaml"],
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-    assert yaml.safe_load(run.stdout) == config.load("configs/example.yaml")
+    assert yaml.safe_load(run.stdout) == config.load("config/config.yaml")
 
 
 BAD = {

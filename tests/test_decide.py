@@ -239,7 +239,7 @@ def test_design_separates_two_mechanisms_that_fit_the_data_alike(candidates):
 
 # ---- the stages' inputs ------------------------------------------------------------------------------------------
 def test_config_names_unknown_drugs_targets_and_stimuli(tmp_path):
-    raw = yaml.safe_load(open("configs/example.yaml"))
+    raw = yaml.safe_load(open("config/config.yaml"))
     raw["dataset"] = "data/example"
     raw["predict"] = {"resists": {"MK2206R": "MK2207"}, "readouts": ["pS6"], "treatments": [{"AZD1209": 1.0}],
                       "stimulus": "PDGF"}
@@ -258,7 +258,7 @@ def test_config_names_unknown_drugs_targets_and_stimuli(tmp_path):
 def test_predict_names_a_resistant_line_the_data_lack_and_writes_nothing(tmp_path, capsys):
     from pipeline.blots import dataset, ingest
 
-    raw = yaml.safe_load(open("configs/example.yaml"))
+    raw = yaml.safe_load(open("config/config.yaml"))
     raw["predict"]["resists"] = {"MK2206R": "MK2206", "AZDR": "AZD8055"}
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -278,7 +278,7 @@ def test_draw_values_rebuild_every_lines_parameters_from_the_posterior_group():
     from pipeline import fit
     from pipeline.blots import dataset, ingest
 
-    cfg = config.load("configs/example.yaml")
+    cfg = config.load("config/config.yaml")
     m = fit.model(cfg, ingest.to_xarray(dataset.load("data/example")))
     u = np.random.default_rng(0).normal(0, 1, (3, 4, m.dim))
     named = jax.vmap(jax.vmap(m.named))(u)

@@ -278,6 +278,31 @@ def test_notebook_runs_on_the_fit(fitted):
     assert not [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
 
 
+def test_every_output_records_its_provenance(fitted):
+    """data.nc, simulation.nc, every group of posterior.nc, predictions.nc, map.json, diagnostics.json and the
+    report, read back from the files: the package version, the git commit, the command, and (but data.nc) the
+    stage's config with its seed."""
+    import pipeline
+    from pipeline.outputs import provenance
+
+    records = {}
+    for name in ("data.nc", "simulation.nc", "predictions.nc"):
+        with xr.open_dataset(fitted / name, engine="h5netcdf") as ds:
+            records[name] = provenance.of(ds.attrs)
+    idata = az.from_netcdf(fitted / "posterior.nc")
+    records.update({f"posterior.nc/{g}": provenance.of(getattr(idata, g).attrs) for g in idata.groups()})
+    for name in ("map.json", "diagnostics.json"):
+        records[name] = json.loads((fitted / name).read_text())["provenance"]
+    for name, record in records.items():
+        assert record["pipeline_version"] == pipeline.__version__, name
+        assert record["git_commit"] == provenance.git_commit() and record["command"].startswith("python -m pipeline ")
+        if name != "data.nc":
+            assert int(record["seed"]) == CONFIG["seed"] and yaml.safe_load(record["config"])["analysis"] == "one_shift"
+    assert records["posterior.nc/posterior"]["command"].startswith("python -m pipeline fit ")
+    page = (fitted / "report.html").read_text()
+    assert "<h2>Provenance</h2>" in page and records["posterior.nc/posterior"]["command"] in page
+
+
 @pytest.mark.slow
 def test_compare_stage_prefers_the_model_with_the_planted_mechanism(tmp_path):
     """The compare stage end to end (slow: three fits): the base model can shift the planted mechanism

@@ -7,7 +7,8 @@ when the config lists model variants, and reversal.csv and design.csv (pipeline.
 check of every read-out (pipeline.outputs.misfit), for a blot analysis. For an imported PEtab problem (`petab:` in
 the config) the page has the same convergence, sampler and contraction sections, the parameter table
 (parameters.csv) instead of the mechanism shifts, and the predictive per observable and simulation (no
-misfit section: the check is written for the blot observation model).
+misfit section: the check is written for the blot observation model). The page ends with the provenance of the
+fit (posterior.nc's attributes) and of itself (pipeline.outputs.provenance).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from pipeline.outputs import diagnose, figures, misfit
+from pipeline.outputs import diagnose, figures, misfit, provenance
 from pipeline import vocabulary as v
 from pipeline.outputs.files import atomic_dir, atomic_path
 from pipeline.problems import InputError, Problem
@@ -198,6 +199,7 @@ def render(config: dict, idata, table: pd.DataFrame, diag: dict, pngs: dict, com
         parts += [_table(informed)]
     if comparison is not None:
         parts += ["<h2>Model comparison (PSIS-LOO)</h2>", comparison_html(comparison)]
+    parts += provenance_html(provenance.of(idata.posterior.attrs), provenance.info(config, "report"))
     style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
              "table.t{border-collapse:collapse;font-size:0.85em;margin:0.5em 0}"
              ".t td,.t th{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}"
@@ -375,6 +377,20 @@ def _sampler(pngs: dict, facts: dict) -> list[str]:
             f"r = {corr.loc[names[0], names[1]]:.2f}. Strong correlations (|r| &gt; 0.9) are sloppy directions: "
             "the data fix a combination, not each parameter.</p>",
             _img(pngs, "pairs", "Pair plot of the most correlated parameters")]
+
+
+def provenance_html(fit: dict, page: dict) -> list[str]:
+    """The footer: what made the fit (posterior.nc's record, empty for a fit written before it was kept) and this
+    page (pipeline.outputs.provenance), side by side, with each one's config."""
+    h = html.escape
+    rows = "".join(f"<tr><td>{h(key)}</td><td>{h(str(fit.get(key, 'not recorded')))}</td>"
+                   f"<td>{h(str(page.get(key, '')))}</td></tr>" for key in provenance.KEYS if key != "config")
+    parts = ["<h2>Provenance</h2>", "<table class='t'><tr><th></th><th>the fit (posterior.nc)</th><th>this report</th>"
+             f"</tr>{rows}</table>"]
+    for who, record in (("the fit", fit), ("this report", page)):
+        if "config" in record:
+            parts.append(f"<details><summary>Config of {who}</summary><pre>{h(record['config'])}</pre></details>")
+    return parts
 
 
 def petab_dataset_summary(idata: az.InferenceData) -> pd.DataFrame:
