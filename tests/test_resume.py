@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from pipeline import cli
-from pipeline.inference import checkpoint, engine, mcmc
+from pipeline.inference import checkpoint, chees, engine, mcmc
 from test_petab import write_problem
 
 SAMPLER = {"method": "nuts", "chains": 2, "warmup": 20, "samples": 40, "checkpoint_every": 10, "target_accept": 0.8,
@@ -117,6 +117,31 @@ def test_a_stopped_run_resumes_and_draws_what_an_uninterrupted_one_draws(tmp_pat
     assert len(chunks) == runs * per_run - 3  # only what was left
     assert any("resuming at warmup 20/20, draws 10/40" in line for line in log), log
     _same(_sample(tmp_path / "other.checkpoint", sampler), whole, per_chain)  # uninterrupted, with saves
+
+
+def test_a_stopped_chees_run_resumes_after_warmup_and_draws_what_an_uninterrupted_one_draws(tmp_path, monkeypatch):
+    """ChEES (vectorized chains in lockstep) saves after warmup and after each chunk of draws: stopped after its
+    first chunk (the second save), it resumes without warming up again, runs the three chunks left, and its
+    draws, statistics and failure counts equal an uninterrupted run's, which equal a run without checkpoints
+    (the draws in one chunk)."""
+    sampler = {"method": "chees", "chains": 4, "chain_method": "vectorized"}
+    whole = _sample(None, sampler)
+    assert whole.method == "chees" and whole.u.shape == (4, SAMPLER["samples"], 3)
+    assert whole.failures.sum() + whole.failures_warmup.sum() > 0  # (compared below, so let there be some)
+    saved = tmp_path / "posterior.nc.checkpoint"
+    with pytest.raises(Stop):
+        _sample(saved, sampler, stop_after=2, monkeypatch=monkeypatch)
+    warmups, chunks = [], []
+    real_warmup, real_save = chees.blackjax.chees_adaptation, checkpoint.save
+    monkeypatch.setattr(chees.blackjax, "chees_adaptation", lambda *a, **k: warmups.append(1) or real_warmup(*a, **k))
+    monkeypatch.setattr(checkpoint, "save", lambda *a: chunks.append(1) or real_save(*a))
+    log = []
+    resumed = _sample(saved, sampler, log=log)
+    monkeypatch.setattr(checkpoint, "save", real_save)
+    _same(resumed, whole)
+    assert (len(warmups), len(chunks)) == (0, 3), (warmups, chunks)
+    assert any("resuming at warmup 20/20, draws 10/40" in line for line in log), log
+    _same(_sample(tmp_path / "other.checkpoint", sampler), whole)  # uninterrupted, with saves
 
 
 def test_a_checkpoint_of_another_run_is_not_resumed(tmp_path, monkeypatch):

@@ -113,7 +113,7 @@ def sample(m, config: dict, map_result: dict, log: Callable[[str], None] = print
         f"({'adapted' if cfg['adapt_mass'] else 'kept'}; the first call compiles)")
     saves = checkpoints(m, config, cfg, inverse_mass, inits, checkpoint, log)
     if cfg["method"] == "chees":
-        draws = chees.run(m, cfg, inverse_mass, key(config, STAGE_SAMPLE), inits)
+        draws = chees.run(m, cfg, inverse_mass, key(config, STAGE_SAMPLE), inits, ck=saves[0] if saves else None)
     elif cfg["chain_method"] == "processes" and cfg["chains"] > 1:
         make_model, model_args = m.rebuild
         draws = mcmc.run_in_processes(make_model, model_args, cfg, inverse_mass, key(config, STAGE_SAMPLE), inits,
@@ -131,12 +131,9 @@ def checkpoints(m, config: dict, cfg: dict, inverse_mass, inits: np.ndarray, pat
     coordinates, the data, the starting mass matrix, and per file the starting points and keys."""
     if path is None or not cfg.get("checkpoint_every"):
         return None
-    if cfg["method"] == "chees":
-        log("ChEES runs warmup and sampling as one program: no checkpoint; a killed fit restarts from warmup")
-        return None
-    if not cfg["progress"]:
+    if not cfg["progress"] and cfg["method"] == "nuts":
         log("sampler.progress is false: NUTS saves its checkpoint only after warmup and at the end (mcmc.py)")
-    vectorized = cfg["chain_method"] == "vectorized" and cfg["chains"] > 1
+    vectorized = cfg["chain_method"] == "vectorized" and cfg["chains"] > 1  # (ChEES: always)
     run = {k: x for k, x in cfg.items() if k not in ("progress", "chain_method")}
     about = ckpt.fingerprint({**config, "sampler": run}, "vectorized" if vectorized else "chain by chain",
                              list(m.coords), m.log_y, inverse_mass, ckpt.environment())
