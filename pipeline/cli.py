@@ -323,18 +323,23 @@ def _summarise(args) -> int:
     return 0
 
 
+def _named_paths(items: list[str], form: str, example: str) -> dict[str, str]:
+    """Command-line arguments NAME=PATH as {name: path}; every one not of that form is reported at once."""
+    pairs = [a.split("=", 1) for a in items]
+    bad = [a for a, p in zip(items, pairs) if len(p) != 2 or not p[0]]
+    if bad:
+        raise InputError([Problem("command line", f"'{a}' is not {form}", fix=f"write e.g. {example}") for a in bad])
+    return dict(pairs)
+
+
 def _summarise_analyses(args) -> int:
     import pandas as pd
 
     from pipeline.outputs import analyses
     from pipeline.outputs.files import write_all
 
-    pairs = [a.split("=", 1) for a in args.tables]
-    bad = [a for a, p in zip(args.tables, pairs) if len(p) != 2 or not p[0]]
-    if bad:
-        raise InputError([Problem("command line", f"'{a}' is not ANALYSIS=SHIFTS", fix="write e.g. "
-                                  "example=results/example/shifts.csv") for a in bad])
-    table = analyses.top_mechanisms({name: pd.read_csv(path) for name, path in pairs}, args.top)
+    tables = _named_paths(args.tables, "ANALYSIS=SHIFTS", "example=results/example/shifts.csv")
+    table = analyses.top_mechanisms({name: pd.read_csv(path) for name, path in tables.items()}, args.top)
     write_all({args.out: table})
     print(table.to_string(index=False, float_format=lambda x: f"{x:.3g}"))
     print(f"wrote {args.out}")
@@ -433,12 +438,7 @@ def _compare(args) -> int:
     from pipeline import api
     from pipeline.outputs.files import write_all
 
-    pairs = [a.split("=", 1) for a in args.posteriors]
-    bad = [a for a, p in zip(args.posteriors, pairs) if len(p) != 2 or not p[0]]
-    if bad:
-        raise InputError([Problem("command line", f"'{a}' is not VARIANT=POSTERIOR", fix="write e.g. "
-                                  "full=results/example/posterior.nc") for a in bad])
-    table = api.compare({name: path for name, path in pairs})
+    table = api.compare(_named_paths(args.posteriors, "VARIANT=POSTERIOR", "full=results/example/posterior.nc"))
     write_all({args.out: table})
     print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     print(f"wrote {args.out}")
