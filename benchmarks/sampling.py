@@ -92,7 +92,11 @@ def summary(draws, keep: np.ndarray) -> dict:
             "max_rhat": float(np.max(rhat)), "ess_per_s": float(np.min(bulk)) / wall,
             "ess_per_kgrad": 1e3 * float(np.min(bulk)) / grads,
             "divergences": int(draws.stats["diverging"].sum()), "failures": int(draws.failures.sum()),
-            "steps_per_iter": float(draws.stats["num_steps"].mean())}
+            "steps_per_iter": float(draws.stats["num_steps"].mean()),
+            "slowest": [(int(i), float(bulk[i])) for i in np.argsort(bulk)[:SLOWEST]]}
+
+
+SLOWEST = 5  # the coordinates of least bulk ESS, named under each setting's row
 
 
 HEADER = (f"{'name':<12} {'warmup_s':>8} {'sample_s':>8} {'grads':>7} {'steps/it':>8} {'ESS/s':>7} "
@@ -110,6 +114,8 @@ def main(argv=None):
     ap.add_argument("config")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config key (dotted, e.g. sampler.warmup=100); repeatable")
+    ap.add_argument("--save-draws", metavar="DIR", help="write each setting's draws of u (chains x draws x coords) "
+                    "and their coordinate names to DIR/<name>.npz, for a look at the slow coordinates afterwards")
     ap.add_argument("--compare", nargs="+", default=["dense:", "diag:dense_mass=false"], metavar="NAME:KEY=VALUE,...")
     args = ap.parse_args(argv)
     raw = yaml.safe_load(Path(args.config).read_text())
@@ -140,7 +146,12 @@ def main(argv=None):
         row = {"name": name, "setting": over, "process_s": time.perf_counter() - t0, **summary(draws, keep)}
         rows.append(row)
         print(f"[{name}] {over}: {row['process_s']:.0f} s", flush=True)
+        names = [c for c in m.coords if c in shared]
         print(HEADER + "\n" + table_row(row), flush=True)  # each row as it comes: a killed run keeps the finished ones
+        print("slowest (bulk ESS): " + ", ".join(f"{names[i]} {e:.0f}" for i, e in row["slowest"]), flush=True)
+        if args.save_draws:
+            Path(args.save_draws).mkdir(parents=True, exist_ok=True)
+            np.savez(Path(args.save_draws) / f"{name}.npz", u=draws.u, coords=np.array(m.coords))
     if len(models) > 1:
         print(f"(ESS and R-hat over the {len(shared)} coordinates every setting's model has)")
     print()

@@ -100,6 +100,17 @@ def test_map_finds_the_planted_shift(fitted):
     assert list(best["parameters"]) == ["kd_T", "IC50_MK2206", "X"]
     assert max(abs(x) for x in best["log2_fc"][NULL].values()) < 0.3
     assert np.array(result["hessian_at_best"]).shape == (len(result["coords"]),) * 2
+    # what the MAP's curvature says the data inform: every coordinate's Laplace contraction in [0, 1], the
+    # planted shift among the informed ones, the sloppiest directions in the diagnostics and the report
+    laplace = result["laplace"]
+    assert set(laplace["contraction"]) == set(result["coords"])
+    assert all(0.0 <= c <= 1.0 for c in laplace["contraction"].values())
+    assert laplace["contraction"]["shift:resistant:IC50_MK2206"] > 0.5
+    diag = json.loads((fitted / "diagnostics.json").read_text())
+    assert diag["sloppy_directions"] == laplace["sloppy_directions"]
+    eigen = [d["eigenvalue"] for d in laplace["sloppy_directions"]]
+    assert eigen == sorted(eigen) and len(eigen) == min(5, len(result["coords"]))
+    assert "Sloppy directions at the MAP" in (fitted / "report.html").read_text()
 
 
 def test_planted_mechanism_is_attributed_and_the_unplanted_one_is_not(fitted):

@@ -295,6 +295,15 @@ def test_map_starts_are_uniform_within_the_bounds_or_around_the_nominal_values(t
             np.testing.assert_allclose(np.std(u, axis=0), start_sd, rtol=0.05)
 
 
+def test_prior_variance_of_u_under_the_default_uniform_prior_is_the_logistic_one(toy):
+    """Uniform on the parameter scale within the bounds is a standard logistic u = logit(fraction): variance
+    pi^2 / 3 per coordinate (the Laplace reading of what the data inform, pipeline.inference.laplace)."""
+    from pipeline.petab import fit as petabfit
+
+    m = petabfit.PetabModel(toy, petabproblem.REFERENCE)
+    np.testing.assert_allclose(m.prior_variance(jax.random.PRNGKey(2)), np.pi ** 2 / 3, rtol=0.1)
+
+
 def test_prior_group_draws_the_parameter_tables_priors_within_the_bounds(toy):
     """The report's `prior` group: PEtab's parameterScaleNormal and parameterScaleLaplace truncated to the
     bounds and the default uniform, each on its parameter scale, against scipy's CDFs (Kolmogorov-Smirnov)."""

@@ -15,6 +15,7 @@ The model interface (every array method pure JAX in `u`, the flat unconstrained 
 - `measurements() -> (y, coords)`: the observed data, and the coords of their measurement dim (its own values
   under `vocabulary.DIM_MEASUREMENT`, labels as (dim, values));
 - `prior_group(key, n) -> xarray.Dataset`: n exact prior draws labelled as in the posterior group;
+  `prior_variance(key) -> [D]`: the prior variance of each coordinate of u (`laplace`: what the data inform);
 - `attrs`: the posterior group's attributes; `rebuild`: (a module-level function, its arguments) that
   builds the model again in a worker process (`sampler.chain_method: processes`).
 
@@ -34,7 +35,7 @@ import xarray as xr
 
 from pipeline import vocabulary as v
 from pipeline.inference import checkpoint as ckpt
-from pipeline.inference import chees, mcmc, optimize
+from pipeline.inference import chees, laplace, mcmc, optimize
 
 STAGE_MAP, STAGE_SAMPLE, STAGE_OBSERVE, STAGE_PRIOR, STAGE_DESIGN = 1, 2, 3, 4, 5
 PRIOR_DRAWS = 1000  # the `prior` group of posterior.nc (prior-to-posterior contraction in the report)
@@ -69,6 +70,12 @@ def map_fits(m, config: dict, describe: Callable[[np.ndarray], dict], log: Calla
     if fits:  # the curvature at the best fit: a Laplace approximation, and the sampler's starting mass matrix
         hess = optimize.hessian(opt, starts.u[starts.order[0]], cfg["starts"])
         out["hessian_at_best"] = hess.tolist()
+        prior_var = m.prior_variance(jax.random.fold_in(key(config, STAGE_MAP), 1))
+        out["laplace"] = laplace.analyse(hess, list(m.coords), prior_var)
+        if out["laplace"].get("weak"):
+            log(f"Barely informed at the best MAP fit (Laplace contraction < {laplace.WEAK}): "
+                f"{', '.join(out['laplace']['weak'])}. An estimated parameter among them that no mechanism shifts "
+                "can be held (model.fixed: {name: value}): the sampler then has that many fewer dimensions")
     return out
 
 
@@ -153,7 +160,9 @@ def posterior(m, config: dict, map_result: dict, log: Callable[[str], None] = pr
     draws = sample(m, config, map_result, log, checkpoint=checkpoint, workers=workers)
     idata = inference_data(m, draws, key(config, STAGE_OBSERVE))
     idata.add_groups(prior=m.prior_group(key(config, STAGE_PRIOR), PRIOR_DRAWS))
-    return idata, diagnostics(idata, draws, time.perf_counter() - t0)
+    diag = diagnostics(idata, draws, time.perf_counter() - t0)
+    diag["sloppy_directions"] = map_result.get("laplace", {}).get("sloppy_directions", [])
+    return idata, diag
 
 
 # ---- outputs -----------------------------------------------------------------------------------------

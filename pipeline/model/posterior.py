@@ -254,6 +254,10 @@ class Model:
             parts.append(jnp.log(self.offset_scale * jnp.abs(jax.random.normal(keys[6], (len(self.targets),)))))
         return jnp.concatenate(parts)
 
+    def prior_variance(self, key, n: int = 4000) -> np.ndarray:
+        """[D] the prior variance of each coordinate of u (`pipeline.inference.laplace`), from n prior draws."""
+        return np.var(np.asarray(jax.vmap(self.prior_draw)(jax.random.split(key, n))), axis=0)
+
     def named(self, u):
         """The quantities reported per draw: estimated parameters, shifts, log2 fold changes, noise."""
         values = self.line_values(u)

@@ -24,6 +24,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from pipeline.inference import laplace
 from pipeline.outputs import diagnose, figures, misfit, provenance
 from pipeline import vocabulary as v
 from pipeline.outputs.files import atomic_dir, atomic_path
@@ -197,6 +198,7 @@ def render(config: dict, idata, table: pd.DataFrame, diag: dict, pngs: dict, com
         if not petab:
             parts += [_held(config, idata, weak)]
         parts += [_table(informed)]
+    parts += sloppy_html(diag.get("sloppy_directions") or [])
     if comparison is not None:
         parts += ["<h2>Model comparison (PSIS-LOO)</h2>", comparison_html(comparison)]
     parts += provenance_html(provenance.of(idata.posterior.attrs), provenance.info(config, "report"))
@@ -364,6 +366,23 @@ def next_steps_html(reversal: pd.DataFrame | None, design: pd.DataFrame | None, 
                   _img(pngs, "design", "Expected information of the best next blots"),
                   _table(design.groupby("cell_line").head(10))]
     return parts
+
+
+def sloppy_html(directions: list[dict]) -> list[str]:
+    """The sloppiest eigen-directions of the MAP Hessian (`pipeline.inference.laplace`, diagnostics.json's
+    `sloppy_directions`): what combination of parameters the data leave to the prior."""
+    if not directions:
+        return []
+    rows = pd.DataFrame({"eigenvalue": [d["eigenvalue"] for d in directions],
+                         "contraction": [d["contraction"] for d in directions],
+                         "direction (largest loadings, prior-whitened coordinates)":
+                             [laplace.describe(d) for d in directions]})
+    return ["<h3>Sloppy directions at the MAP</h3>",
+            "<p>The eigen-directions of the Hessian of -log p at the best MAP fit with the smallest eigenvalues, in "
+            "coordinates whitened by the prior: an eigenvalue near 1 (contraction near 0) is a combination of "
+            "parameters the data leave to the prior. Two parameters of one direction with loadings of opposite "
+            "sign trade off (the data fix their ratio); holding one of them (<code>model.fixed</code>) removes "
+            "the direction.</p>", _table(rows)]
 
 
 def _sampler(pngs: dict, facts: dict) -> list[str]:

@@ -133,6 +133,19 @@ class PetabModel:
     def prior_group(self, key, n: int) -> xr.Dataset:
         """n exact draws of the estimated parameters under their prior, as one chain labelled as in `posterior`
         (linear scale): each parameter's prior on its parameter scale, truncated to its bounds, by inverse CDF."""
+        x = self._prior_x(key, n)
+        values = np.asarray(petabproblem.from_scale(x, self.problem.scale[self.problem.estimated]))
+        data = {pid: (("chain", "draw"), values[None, :, i]) for i, pid in enumerate(self.coords)}
+        return xr.Dataset(data, coords={"chain": [0], "draw": np.arange(n)}, attrs=self.attrs)
+
+
+    def prior_variance(self, key, n: int = 4000) -> np.ndarray:
+        """[D] the prior variance of each coordinate of u (`pipeline.inference.laplace`), from n exact draws."""
+        frac = np.clip((self._prior_x(key, n) - self.lower) / (self.upper - self.lower), 1e-12, 1 - 1e-12)
+        return np.var(np.log(frac) - np.log1p(-frac), axis=0)
+
+    def _prior_x(self, key, n: int) -> np.ndarray:
+        """[n, D] exact prior draws on the parameter scale: each prior truncated to its bounds, by inverse CDF."""
         p = np.asarray(jax.random.uniform(key, (n, self.dim), minval=1e-12, maxval=1.0 - 1e-12))
         x = np.empty_like(p)
         for i in range(self.dim):
@@ -141,9 +154,7 @@ class PetabModel:
                     scipy.stats.laplace(self.prior_loc[i], self.prior_scale[i]))[self.prior_kind[i]]
             a, b = dist.cdf(lo), dist.cdf(hi)
             x[:, i] = np.clip(dist.ppf(a + p[:, i] * (b - a)), lo, hi)
-        values = np.asarray(petabproblem.from_scale(x, self.problem.scale[self.problem.estimated]))
-        data = {pid: (("chain", "draw"), values[None, :, i]) for i, pid in enumerate(self.coords)}
-        return xr.Dataset(data, coords={"chain": [0], "draw": np.arange(n)}, attrs=self.attrs)
+        return x
 
 
 def _priors(problem: petabproblem.Problem):
