@@ -116,6 +116,9 @@ def main(argv=None):
                     help="override a config key (dotted, e.g. sampler.warmup=100); repeatable")
     ap.add_argument("--save-draws", metavar="DIR", help="write each setting's draws of u (chains x draws x coords) "
                     "and their coordinate names to DIR/<name>.npz, for a look at the slow coordinates afterwards")
+    ap.add_argument("--mass-from", metavar="NPZ", help="start every setting from the mass matrix of these saved "
+                    "draws (--save-draws of an earlier run of the same model): their covariance, a pilot run's "
+                    "estimate of the posterior's, instead of the MAP's Laplace approximation")
     ap.add_argument("--compare", nargs="+", default=["dense:", "diag:dense_mass=false"], metavar="NAME:KEY=VALUE,...")
     args = ap.parse_args(argv)
     raw = yaml.safe_load(Path(args.config).read_text())
@@ -140,6 +143,11 @@ def main(argv=None):
         m, cfg, map_result = models[model_keys(over)]
         cfg = copy.deepcopy(cfg)
         cfg["sampler"].update({k: x for k, x in over.items() if "." not in k})
+        if args.mass_from:  # the sampler takes the inverse mass matrix as the inverse of this "Hessian"
+            pilot = np.load(args.mass_from)
+            order = [list(pilot["coords"]).index(c) for c in m.coords]
+            cov = np.cov(pilot["u"][..., order].reshape(-1, len(order)).T)
+            map_result = {**map_result, "hessian_at_best": np.linalg.inv(cov).tolist()}
         t0 = time.perf_counter()
         draws = engine.sample(m, cfg, map_result, log=lambda s: None)
         keep = np.array([c in shared for c in m.coords])
