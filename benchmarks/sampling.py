@@ -137,14 +137,14 @@ def main(argv=None):
             map_result = engine.map_fits(m, cfg, lambda u: {}, log=lambda s: None)
             print(f"MAP: {time.perf_counter() - t0:.0f} s (compile included)", flush=True)
             models[changed] = (m, cfg, map_result)
+    pilot = np.load(args.mass_from) if args.mass_from else None
     shared = set.intersection(*(set(m.coords) for m, _, _ in models.values()))
     rows = []
     for name, over in specs:
         m, cfg, map_result = models[model_keys(over)]
         cfg = copy.deepcopy(cfg)
         cfg["sampler"].update({k: x for k, x in over.items() if "." not in k})
-        if args.mass_from:  # the sampler takes the inverse mass matrix as the inverse of this "Hessian"
-            pilot = np.load(args.mass_from)
+        if pilot is not None:  # the sampler takes the inverse mass matrix as the inverse of this "Hessian"
             order = [list(pilot["coords"]).index(c) for c in m.coords]
             cov = np.cov(pilot["u"][..., order].reshape(-1, len(order)).T)
             map_result = {**map_result, "hessian_at_best": np.linalg.inv(cov).tolist()}

@@ -50,7 +50,5 @@ def analyse(hess, coords, prior_var, directions: int = DIRECTIONS, loadings: int
 
 def describe(direction: dict) -> str:
     """'0.71 k_T - 0.70 kd_T' for a sloppy direction's loadings."""
-    text = ""
-    for name, x in direction["loadings"].items():
-        text += f"{'-' if x < 0 else '+' if text else ''}{' ' if text else ''}{abs(x):.2f} {name} "
-    return text.strip()
+    terms = [f"{'-' if x < 0 else '+'} {abs(x):.2f} {name}" for name, x in direction["loadings"].items()]
+    return " ".join(terms).removeprefix("+ ")

@@ -138,7 +138,6 @@ class PetabModel:
         data = {pid: (("chain", "draw"), values[None, :, i]) for i, pid in enumerate(self.coords)}
         return xr.Dataset(data, coords={"chain": [0], "draw": np.arange(n)}, attrs=self.attrs)
 
-
     def prior_variance(self, key, n: int = 4000) -> np.ndarray:
         """[D] the prior variance of each coordinate of u (`pipeline.inference.laplace`), from n exact draws."""
         frac = np.clip((self._prior_x(key, n) - self.lower) / (self.upper - self.lower), 1e-12, 1 - 1e-12)
