@@ -72,10 +72,21 @@ def _renamed(raw: dict, shown: str) -> tuple[dict, list[Problem]]:
 
 
 def _check_sampler(cfg: dict, shown: str) -> list[Problem]:
-    """ChEES adapts one step size and trajectory length across chains that run in lockstep."""
-    if cfg["method"] != "chees":
-        return []
+    """ChEES adapts one step size and trajectory length across chains that run in lockstep; a pilot window
+    lies inside warmup, with warmup left after it."""
     problems = []
+    lo, hi = cfg["pilot_window"]
+    if cfg["mass_init"] == "pilot" and not lo < hi < 1:
+        problems.append(Problem(shown, "has a pilot window that is empty or reaches the end of warmup",
+                                key="sampler.pilot_window", value=cfg["pilot_window"],
+                                fix="give two fractions of warmup, the first below the second, the second below 1 "
+                                    "(e.g. [0.3, 0.8])"))
+    if cfg["method"] != "chees":
+        return problems
+    if cfg["mass_init"] == "pilot":
+        problems.append(Problem(shown, "asks for a pilot mass matrix from ChEES, which adapts its own",
+                                key="sampler.mass_init", value="pilot",
+                                fix="set sampler.method: nuts, or sampler.mass_init: hessian"))
     if cfg["chains"] < 2:
         problems.append(Problem(shown, "runs ChEES with one chain; its adaptation pools the chains",
                                 key="sampler.chains", value=cfg["chains"],

@@ -44,7 +44,8 @@ def gaussian() -> Gaussian:
 
 
 MAP = {"coords": Gaussian.coords, "fits": [{"log_posterior": 0.0, "u": [0.0, 1.0, -1.0]},
-                                           {"log_posterior": -1.0, "u": [-0.5, 0.0, 0.0]}]}
+                                           {"log_posterior": -1.0, "u": [-0.5, 0.0, 0.0]}],
+       "hessian_at_best": np.eye(3).tolist()}
 
 
 class Stop(Exception):
@@ -117,6 +118,24 @@ def test_a_stopped_run_resumes_and_draws_what_an_uninterrupted_one_draws(tmp_pat
     assert len(chunks) == runs * per_run - 3  # only what was left
     assert any("resuming at warmup 20/20, draws 10/40" in line for line in log), log
     _same(_sample(tmp_path / "other.checkpoint", sampler), whole, per_chain)  # uninterrupted, with saves
+
+
+@pytest.mark.parametrize("chain_method", ["sequential", "vectorized"])
+def test_a_pilot_run_stopped_inside_its_window_resumes_with_its_pilot_draws(tmp_path, monkeypatch, chain_method):
+    """mass_init pilot: warmup in chunks of 5 (its window [5, 15) of 20), stopped after the second save, in
+    the middle of the window; resumed, it still has the window's first draws, so its mass matrix and draws
+    equal an uninterrupted run's; without checkpoints too (the same chunks)."""
+    sampler = {"chain_method": chain_method, "mass_init": "pilot", "pilot_window": [0.25, 0.75], "dense_mass": True}
+    whole = _sample(None, sampler)
+    saved = tmp_path / "posterior.nc.checkpoint"
+    with pytest.raises(Stop):
+        _sample(saved, sampler, stop_after=2, monkeypatch=monkeypatch)
+    log = []
+    resumed = _sample(saved, sampler, log=log)
+    assert any("resuming at warmup 10/20, draws 0/40" in line for line in log), log
+    _same(resumed, whole, chain_method == "sequential")
+    plain = _sample(None, {**sampler, "mass_init": "hessian", "adapt_mass": False})
+    assert not np.array_equal(plain.u, whole.u)  # (the pilot's mass matrix made a difference)
 
 
 def test_a_stopped_chees_run_resumes_after_warmup_and_draws_what_an_uninterrupted_one_draws(tmp_path, monkeypatch):

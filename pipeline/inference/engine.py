@@ -94,10 +94,12 @@ def chain_inits(map_result: dict, chains: int, tolerance: float) -> np.ndarray:
 def method(cfg: dict) -> str:
     """The `sampler.method` to run: the config's, or for `auto` the one that suits this device: ChEES on a GPU
     (its chains run in lockstep with nothing sent to the host), NUTS on a CPU (chains in processes, one per
-    core, where a vmapped batch gains little: benchmarks/README.md)."""
+    core, where a vmapped batch gains little: benchmarks/README.md) and wherever the mass matrix comes from a
+    pilot (`mass_init: pilot`, a NUTS warmup)."""
     if cfg["method"] != "auto":
         return cfg["method"]
-    return "chees" if jax.default_backend() == "gpu" and cfg["chains"] > 1 else "nuts"
+    gpu = jax.default_backend() == "gpu"
+    return "chees" if gpu and cfg["chains"] > 1 and cfg["mass_init"] != "pilot" else "nuts"
 
 
 def sample(m, config: dict, map_result: dict, log: Callable[[str], None] = print, checkpoint=None,
@@ -111,7 +113,7 @@ def sample(m, config: dict, map_result: dict, log: Callable[[str], None] = print
     cfg["chain_method"] = "vectorized" if cfg["method"] == "chees" else mcmc.chain_method(cfg, workers)
     inits = chain_inits(map_result, cfg["chains"], cfg["init_tolerance"])
     inverse_mass = None
-    if cfg["mass_init"] == "hessian":
+    if cfg["mass_init"] in ("hessian", "pilot"):  # (pilot: the start of warmup, until the pilot window's end)
         inverse_mass = optimize.inverse_mass(np.array(map_result["hessian_at_best"], dtype=float))
         if not cfg["dense_mass"]:
             inverse_mass = np.diag(inverse_mass).copy()
