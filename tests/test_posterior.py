@@ -438,6 +438,7 @@ def test_auto_sampler_and_chain_method_follow_the_device(monkeypatch):
     assert mcmc.chain_method(cfg) == "vectorized"
     assert engine.method({"method": "auto", "chains": 4}) == "chees"
     assert engine.method({"method": "auto", "chains": 1}) == "nuts"  # (ChEES pools 2 or more chains)
+    assert engine.method({"method": "auto", "chains": 4, "mass_init": "pilot"}) == "nuts"  # (a NUTS warmup)
     assert engine.method({"method": "nuts", "chains": 4}) == "nuts"  # an explicit choice stays
 
 

@@ -99,7 +99,7 @@ def method(cfg: dict) -> str:
     if cfg["method"] != "auto":
         return cfg["method"]
     gpu = jax.default_backend() == "gpu"
-    return "chees" if gpu and cfg["chains"] > 1 and cfg["mass_init"] != "pilot" else "nuts"
+    return "chees" if gpu and cfg["chains"] > 1 and cfg.get("mass_init") != "pilot" else "nuts"
 
 
 def sample(m, config: dict, map_result: dict, log: Callable[[str], None] = print, checkpoint=None,
