@@ -4,6 +4,7 @@
     python benchmarks/sbc.py --n 20 --shard 0/2 --out sbc0.json &  python benchmarks/sbc.py --n 20 --shard 1/2 --out sbc1.json
     python benchmarks/sbc.py --merge sbc0.json sbc1.json                                    # the two shards' summary
     python benchmarks/sbc.py --n 20 --shiftable all --out sbc_all.json     # all 8 mechanisms may shift (issue 16)
+    python benchmarks/sbc.py --n 20 --shiftable all --mass-init pilot --warmup 300 --out sbc_all.json  # as it needs
 
 Each replicate i simulates the design of tests/data/specs/one_shift.yaml (parental + resistant line,
 IGF-1, MK-2206 0 and 3 uM, three targets, two replicates, sigma 0.1) with
@@ -102,6 +103,9 @@ def main(argv=None) -> int:
     ap.add_argument("--samples", type=int, default=100)
     ap.add_argument("--shiftable", choices=["config", "all"], default="config",
                     help="the mechanisms the fit lets shift: the CI config's two, or all 8 (the schema's default)")
+    ap.add_argument("--mass-init", choices=["hessian", "pilot"], default="hessian",
+                    help="sampler.mass_init: the MAP's Laplace metric kept, or a pilot covariance from warmup's draws "
+                         "(benchmarks/README.md: what the full model needs)")
     ap.add_argument("--out", help="write the per-replicate records and the summary as JSON here")
     ap.add_argument("--merge", nargs="+", metavar="JSON", help="only summarise the records of these --out files "
                     "(the shards of one run)")
@@ -113,7 +117,8 @@ def main(argv=None) -> int:
         return 0
     k, m = map(int, args.shard.split("/"))
     base = synthetic.load_spec(SPEC)
-    raw = {**CONFIG, "sampler": {**CONFIG["sampler"], "warmup": args.warmup, "samples": args.samples}}
+    raw = {**CONFIG, "sampler": {**CONFIG["sampler"], "warmup": args.warmup, "samples": args.samples,
+                                 "mass_init": args.mass_init}}
     if args.shiftable == "all":
         raw["model"] = {k: x for k, x in CONFIG["model"].items() if k != "shift_mechanisms"}  # the default: all
     records, model, opt, sampler = [], None, None, None
@@ -143,9 +148,9 @@ def main(argv=None) -> int:
             starts = optimize.run(model, jax.random.fold_in(key, 1), cfg["map"]["starts"], cfg["map"]["steps"],
                                 cfg["map"]["gtol"], log=lambda s: None, log_y=log_y, optimizer=opt)
             inits = np.stack([starts.u[starts.order[c % 2]] for c in range(cfg["sampler"]["chains"])])
-            # as `engine.sample` does (mass_init: hessian): the starting mass matrix from the Hessian at the best
-            # fit. numpyro builds each chain's initial state eagerly from the kernel's matrix, so setting it
-            # here reaches the next run without recompiling (chain_method sequential)
+            # as `engine.sample` does (mass_init hessian, and pilot until its window's end): the starting mass
+            # matrix from the Hessian at the best fit. numpyro builds each chain's initial state eagerly from the
+            # kernel's matrix, so setting it here reaches the next run without recompiling (chain_method sequential)
             hess = optimize.hessian(opt, starts.u[starts.order[0]], cfg["map"]["starts"], log_y=log_y)
             sampler.mcmc.sampler._inverse_mass_matrix = {(mcmc.SITE,): jnp.asarray(optimize.inverse_mass(hess))}
             draws = sampler.run(jax.random.fold_in(key, 2), inits, log_y=log_y)
