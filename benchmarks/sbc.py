@@ -5,6 +5,7 @@
     python benchmarks/sbc.py --merge sbc0.json sbc1.json                                    # the two shards' summary
     python benchmarks/sbc.py --n 20 --shiftable all --out sbc_all.json     # all 8 mechanisms may shift (issue 16)
     python benchmarks/sbc.py --n 20 --shiftable all --mass-init pilot --warmup 300 --out sbc_all.json  # as it needs
+    python benchmarks/sbc.py ... --out sbc_all.json --resume   # a stopped run goes on (the same command + --resume)
 
 Each replicate i simulates the design of tests/data/specs/one_shift.yaml (parental + resistant line,
 IGF-1, MK-2206 0 and 3 uM, three targets, two replicates, sigma 0.1) with
@@ -107,6 +108,8 @@ def main(argv=None) -> int:
                     help="sampler.mass_init: the MAP's Laplace metric kept, or a pilot covariance from warmup's draws "
                          "(benchmarks/README.md: what the full model needs)")
     ap.add_argument("--out", help="write the per-replicate records and the summary as JSON here")
+    ap.add_argument("--resume", action="store_true", help="keep the records already in --out and run only the "
+                    "replicates it lacks (a run stopped part-way goes on; same --n, --shard and settings)")
     ap.add_argument("--merge", nargs="+", metavar="JSON", help="only summarise the records of these --out files "
                     "(the shards of one run)")
     args = ap.parse_args(argv)
@@ -122,6 +125,11 @@ def main(argv=None) -> int:
     if args.shiftable == "all":
         raw["model"] = {k: x for k, x in CONFIG["model"].items() if k != "shift_mechanisms"}  # the default: all
     records, model, opt, sampler = [], None, None, None
+    if args.resume:
+        if not (args.out and Path(args.out).is_file()):
+            ap.error("--resume needs --out naming the file of the stopped run")
+        records = json.loads(Path(args.out).read_text())["records"]
+    done = {r["replicate"] for r in records}
     rng = np.random.default_rng(2026)
     with tempfile.TemporaryDirectory() as tmp:
         cfg_path = Path(tmp) / "cfg.yaml"
@@ -129,7 +137,7 @@ def main(argv=None) -> int:
         cfg = config_mod.load(cfg_path)
         specs = [replicate_spec(base, i, rng, cfg) for i in range(args.n)]  # drawn for all, so shards agree
         for i in range(args.n):
-            if i % m != k:
+            if i % m != k or i in done:
                 continue
             t0 = time.perf_counter()
             spec, truth = specs[i]
