@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -96,6 +97,13 @@ def summarise(records: list[dict]) -> dict:
     return summary
 
 
+def write_json(path, obj) -> None:
+    """Write obj as JSON to path atomically (a stopped run never leaves half a file for --resume)."""
+    tmp = Path(f"{path}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=20)
@@ -109,14 +117,15 @@ def main(argv=None) -> int:
                          "(benchmarks/README.md: what the full model needs)")
     ap.add_argument("--out", help="write the per-replicate records and the summary as JSON here")
     ap.add_argument("--resume", action="store_true", help="keep the records already in --out and run only the "
-                    "replicates it lacks (a run stopped part-way goes on; same --n, --shard and settings)")
+                    "replicates it lacks (a run stopped part-way goes on; refused if --n, --shard or the settings differ "
+                    "from those stored in the file)")
     ap.add_argument("--merge", nargs="+", metavar="JSON", help="only summarise the records of these --out files "
                     "(the shards of one run)")
     args = ap.parse_args(argv)
     if args.merge:
         summary = summarise([r for f in args.merge for r in json.loads(Path(f).read_text())["records"]])
         if args.out:
-            Path(args.out).write_text(json.dumps(summary, indent=1))
+            write_json(args.out, summary)
         return 0
     k, m = map(int, args.shard.split("/"))
     base = synthetic.load_spec(SPEC)
@@ -125,10 +134,17 @@ def main(argv=None) -> int:
     if args.shiftable == "all":
         raw["model"] = {k: x for k, x in CONFIG["model"].items() if k != "shift_mechanisms"}  # the default: all
     records, model, opt, sampler = [], None, None, None
+    settings = {key: getattr(args, key) for key in ("n", "shard", "warmup", "samples", "shiftable", "mass_init")}
     if args.resume:
         if not (args.out and Path(args.out).is_file()):
             ap.error("--resume needs --out naming the file of the stopped run")
-        records = json.loads(Path(args.out).read_text())["records"]
+        stored = json.loads(Path(args.out).read_text())
+        before = stored.get("settings")  # (files written before settings were stored: taken on trust)
+        if before is not None and before != settings:
+            ap.error(f"--resume: {args.out} was written with " + ", ".join(
+                f"{key}={before.get(key)!r}" for key in settings if before.get(key) != settings[key])
+                     + "; rerun with those settings or write a new --out")
+        records = stored["records"]
     done = {r["replicate"] for r in records}
     rng = np.random.default_rng(2026)
     with tempfile.TemporaryDirectory() as tmp:
@@ -183,10 +199,10 @@ def main(argv=None) -> int:
                   " ".join(f"{c['parameter']}:{'in' if c['covered'] else 'OUT'}(p={c['prob_shift']:.2f})"
                            for c in covered), flush=True)
             if args.out:
-                Path(args.out).write_text(json.dumps({"records": records}, indent=1))
+                write_json(args.out, {"settings": settings, "records": records})
     summary = summarise(records)
     if args.out:
-        Path(args.out).write_text(json.dumps({"records": records, "summary": summary}, indent=1))
+        write_json(args.out, {"settings": settings, "records": records, "summary": summary})
     return 0
 
 
