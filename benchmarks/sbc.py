@@ -97,6 +97,17 @@ def summarise(records: list[dict]) -> dict:
     return summary
 
 
+def worst_rhat(rhat, top: int = 5) -> list[tuple[str, float]]:
+    """The `top` largest R-hats of an az.rhat Dataset, each with its variable and coordinate, e.g.
+    ("shift[resistant,k_T0]", 1.31): which coordinate has not mixed."""
+    out = []
+    for name, x in rhat.data_vars.items():
+        for idx in np.ndindex(x.shape):
+            label = ",".join(str(x[d].values[j]) for d, j in zip(x.dims, idx)) if x.dims else ""
+            out.append((f"{name}[{label}]" if label else name, float(x.values[idx])))
+    return sorted(out, key=lambda t: -np.nan_to_num(t[1], nan=np.inf))[:top]
+
+
 def write_json(path, obj) -> None:
     """Write obj as JSON to path atomically (a stopped run never leaves half a file for --resume)."""
     tmp = Path(f"{path}.tmp")
@@ -116,6 +127,7 @@ def main(argv=None) -> int:
                     help="sampler.mass_init: the MAP's Laplace metric kept, or a pilot covariance from warmup's draws "
                          "(benchmarks/README.md: what the full model needs)")
     ap.add_argument("--out", help="write the per-replicate records and the summary as JSON here")
+    ap.add_argument("--keep", metavar="DIR", help="also write each replicate's InferenceData to DIR/replicate<i>.nc")
     ap.add_argument("--resume", action="store_true", help="keep the records already in --out and run only the "
                     "replicates it lacks (a run stopped part-way goes on; refused if --n, --shard or the settings differ "
                     "from those stored in the file)")
@@ -180,8 +192,11 @@ def main(argv=None) -> int:
             draws = sampler.run(jax.random.fold_in(key, 2), inits, log_y=log_y)
             idata = engine.inference_data(model, draws, jax.random.fold_in(key, 3))  # (the table needs log2_fc only)
             table = fit.shift_table(idata)
-            rhat = float(max(np.nanmax(x.values) for x in az.rhat(
-                idata.posterior[["shift", "sigma"] + list(model.estimated)]).data_vars.values()))
+            slowest = worst_rhat(az.rhat(idata.posterior[["shift", "sigma"] + list(model.estimated)]))
+            rhat = slowest[0][1]
+            if args.keep:
+                Path(args.keep).mkdir(parents=True, exist_ok=True)
+                idata.to_netcdf(Path(args.keep) / f"replicate{i}.nc")
             covered = []
             for _, row in table.iterrows():
                 true = truth["log2_fc"] if row["parameter"] == truth["parameter"] else 0.0
@@ -191,11 +206,11 @@ def main(argv=None) -> int:
             rec = {"replicate": i, **truth, "first": str(table.iloc[0]["parameter"]) == truth["parameter"],
                    "shifts": covered, "max_rhat": rhat, "divergences": int(draws.stats["diverging"].sum()),
                    "solver_failures": int(draws.failures.sum()),
-                   "steps_per_iteration": float(draws.stats["num_steps"].mean()),
+                   "slowest": slowest, "steps_per_iteration": float(draws.stats["num_steps"].mean()),
                    "wall_s": round(time.perf_counter() - t0, 1)}
             records.append(rec)
             print(json.dumps({k2: rec[k2] for k2 in ("replicate", "mechanism", "log2_fc", "first", "max_rhat",
-                                                      "steps_per_iteration", "wall_s")}) + " " +
+                                                      "slowest", "steps_per_iteration", "wall_s")}) + " " +
                   " ".join(f"{c['parameter']}:{'in' if c['covered'] else 'OUT'}(p={c['prob_shift']:.2f})"
                            for c in covered), flush=True)
             if args.out:
