@@ -152,7 +152,7 @@ def main(argv=None) -> int:
             ap.error("--resume needs --out naming the file of the stopped run")
         stored = json.loads(Path(args.out).read_text())
         before = stored.get("settings")  # (files written before settings were stored: taken on trust)
-        if before is not None and before != settings:
+        if before is not None and any(before.get(key) != x for key, x in settings.items()):
             ap.error(f"--resume: {args.out} was written with " + ", ".join(
                 f"{key}={before.get(key)!r}" for key in settings if before.get(key) != settings[key])
                      + "; rerun with those settings or write a new --out")
