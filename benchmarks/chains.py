@@ -29,6 +29,23 @@ def describe(label: str, x: np.ndarray) -> str:
     return f"{label:40s} R-hat {float(az.rhat(x)):.3f}  sd {x.std():.3g}  per chain 5/50/95 %: {q}"
 
 
+def coordinates(ds, skip: int = 0):
+    """(label, variable, index) of every scalar of a Dataset past its first `skip` dimensions (2 for draws:
+    chain and draw), labelled like "shift[resistant,k_T0]"."""
+    for name, var in ds.data_vars.items():
+        coords = [var[d].values for d in var.dims[skip:]]
+        for idx in np.ndindex(var.shape[skip:]):
+            label = ",".join(str(c[i]) for c, i in zip(coords, idx))
+            yield (f"{name}[{label}]" if label else name), name, idx
+
+
+def worst_rhat(rhat, top: int = 5) -> list[tuple[str, float]]:
+    """The `top` largest R-hats of an az.rhat Dataset with their labels, NaN first, e.g.
+    ("shift[resistant,k_T0]", 1.31): which coordinates have not mixed."""
+    out = [(label, float(rhat[name].values[idx])) for label, name, idx in coordinates(rhat)]
+    return sorted(out, key=lambda t: -np.nan_to_num(t[1], nan=np.inf))[:top]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("posterior", help="an InferenceData NetCDF file")
@@ -37,16 +54,10 @@ def main(argv=None) -> int:
     ap.add_argument("--expr", nargs="*", default=[], metavar="NAME=EXPRESSION")
     args = ap.parse_args(argv)
     post = az.from_netcdf(args.posterior).posterior
-    rows = []
-    for name, var in post.data_vars.items():
-        coords = [var[d].values for d in var.dims[2:]]
-        for idx in np.ndindex(var.shape[2:]):
-            x = var.values[(slice(None), slice(None), *idx)]
-            label = ",".join(str(c[i]) for c, i in zip(coords, idx))
-            rows.append((float(az.rhat(x)), f"{name}[{label}]" if label else name, x))
-    rows.sort(key=lambda r: -np.nan_to_num(r[0], nan=np.inf))
-    for _, label, x in rows[:args.top]:
-        print(describe(label, x))
+    where = {label: (name, idx) for label, name, idx in coordinates(post, skip=2)}
+    for label, _ in worst_rhat(az.rhat(post), args.top):
+        name, idx = where[label]
+        print(describe(label, post[name].values[(slice(None), slice(None), *idx)]))
     for name in args.log:
         print(describe(f"log {name}", np.log(post[name].values)))
     scope = {**{k: getattr(np, k) for k in ("log", "log2", "exp", "sqrt", "abs")}, **parameters.nominal(),
