@@ -135,7 +135,7 @@ def main(argv=None) -> int:
                                  "mass_init": args.mass_init}}
     if args.shiftable == "all":
         raw["model"] = {k: x for k, x in CONFIG["model"].items() if k != "shift_mechanisms"}  # the default: all
-    records, model, opt, sampler = [], None, None, None
+    records, model, opt, sampler, before = [], None, None, None, None
     settings = {key: getattr(args, key) for key in ("n", "shard", "warmup", "samples", "shiftable", "mass_init")}
     if args.resume:
         if not (args.out and Path(args.out).is_file()):
@@ -165,6 +165,11 @@ def main(argv=None) -> int:
             ds = ingest.to_xarray(dataset.load(folder))
             if model is None:
                 model = fit.model(cfg, ds)
+                # the sampler's coordinates (its geometry: e.g. the summed inputs' sum and share) are a setting too
+                if args.resume and before is not None and before.get("coords", list(model.coords)) != list(model.coords):
+                    ap.error(f"--resume: {args.out} was sampled in other coordinates (another version of "
+                             "pipeline/model/posterior.py); write a new --out")
+                settings["coords"] = list(model.coords)
                 opt = optimize.Optimizer(model)
                 sampler = mcmc.Sampler(model, cfg["sampler"])
             d = design.from_dataset(ds)

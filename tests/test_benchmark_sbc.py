@@ -39,3 +39,17 @@ def test_write_json_leaves_no_partial_file(tmp_path):
     sbc.write_json(tmp_path / "a.json", {"records": [1]})
     assert json.loads((tmp_path / "a.json").read_text()) == {"records": [1]}
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_resume_refuses_a_file_sampled_in_other_coordinates(tmp_path, capsys):
+    """The same settings but another geometry (the coordinates before b_M1 and k_T0 became sum and share)."""
+    out = tmp_path / "sbc.json"
+    settings = {"n": 1, "shard": "0/1", "warmup": 300, "samples": 100, "shiftable": "all", "mass_init": "pilot",
+                "coords": ["kd_T", "IC50_MK2206", "X", "k_T0", "b_M1"]}
+    out.write_text(json.dumps({"settings": settings, "records": []}))
+    with pytest.raises(SystemExit) as stop:
+        sbc.main(["--n", "1", "--warmup", "300", "--shiftable", "all", "--mass-init", "pilot", "--resume",
+                  "--out", str(out)])
+    assert stop.value.code == 2
+    assert "sampled in other coordinates" in capsys.readouterr().err
+    assert json.loads(out.read_text())["settings"] == settings

@@ -35,21 +35,26 @@ def _model(cfg, cls=Model):
     return cls(cfg, design.from_dataset(ingest.to_xarray(dataset.load(ONE_SHIFT))), solver.SolverSettings())
 
 
-@pytest.mark.parametrize("shift_prior", ["laplace", "horseshoe"])
-def test_log_prior_matches_numpyro_densities(tmp_path, shift_prior):
-    cfg = _config(tmp_path, prior={"shift": shift_prior, "offset": True})
+SUMMED = ["akt_allosteric_binding", "mtorc1_hyperactivation"]  # b_M1 and k_T0 estimated: sampled as sum and share
+
+
+@pytest.mark.parametrize("shift_prior,mechanisms", [("laplace", None), ("horseshoe", None), ("laplace", SUMMED)])
+def test_log_prior_matches_numpyro_densities(tmp_path, shift_prior, mechanisms):
+    cfg = _config(tmp_path, prior={"shift": shift_prior, "offset": True},
+                  **({"model": {"shift_mechanisms": mechanisms}} if mechanisms else {}))
     m = _model(cfg)
     u = jax.random.normal(jax.random.PRNGKey(0), (m.dim,)) * 0.8
     table = parameters.table()
-    expected = 0.0
     theta = np.asarray(m.estimates(u))
-    for i, name in enumerate(m.estimated):  # density of theta times |d theta / d u|
+    n_est = len(m.estimated)
+    jac = jax.jacfwd(lambda v: m.estimates(jnp.asarray(u).at[:n_est].set(v)))(jnp.asarray(u[:n_est]))
+    expected = np.linalg.slogdet(np.asarray(jac))[1]  # density of theta times |det d theta / d u|, by autodiff
+    for i, name in enumerate(m.estimated):
         row = table.loc[name]
         if row["prior"] == "beta":
-            expected += dist.Beta(row["beta_a"], row["beta_b"]).log_prob(theta[i]) + np.log(theta[i] * (1 - theta[i]))
+            expected += dist.Beta(row["beta_a"], row["beta_b"]).log_prob(theta[i])
         else:
-            s = row["sigma_log10"] * LN10
-            expected += dist.LogNormal(np.log(row["value"]), s).log_prob(theta[i]) + np.log(theta[i] * s)
+            expected += dist.LogNormal(np.log(row["value"]), row["sigma_log10"] * LN10).log_prob(theta[i])
     n_shift = len(m.shifted_lines) * len(m.shift_params)
     w = np.asarray(u[len(m.estimated):len(m.estimated) + n_shift])
     if shift_prior == "laplace":
@@ -68,8 +73,31 @@ def test_log_prior_matches_numpyro_densities(tmp_path, shift_prior):
     assert len(m.coords) == m.dim
 
 
-def test_log_prior_gradient_matches_finite_differences(tmp_path):
-    m = _model(_config(tmp_path, prior={"shift": "horseshoe"}))
+def test_summed_inputs_are_sampled_as_sum_and_share(tmp_path):
+    """b_M1 + k_T0 / k_Td is one coordinate, the share another; the prior is the summands' own, independent."""
+    m = _model(_config(tmp_path, model={"shift_mechanisms": SUMMED}))
+    assert "b_M1" not in m.coords and "k_T0" not in m.coords
+    i_sum, i_share = m.coords.index("sum:b_M1+k_T0/k_Td"), m.coords.index("share:b_M1")
+    b, k = m.estimated.index("b_M1"), m.estimated.index("k_T0")
+    total = lambda u: float(m.estimates(u)[b] + m.estimates(u)[k] / 1.0)  # noqa: E731  (k_Td = 1 in the table)
+    u = jax.random.normal(jax.random.PRNGKey(3), (m.dim,))
+    along_share = [total(u.at[i_share].set(x)) for x in (-2.0, 0.0, 3.0)]
+    np.testing.assert_allclose(along_share, along_share[0], rtol=1e-12)
+    assert total(u.at[i_sum].add(0.5)) / total(u) == pytest.approx(np.exp(0.5 * np.sqrt(LN10 * LN10)), rel=1e-12)
+    z = jax.random.normal(jax.random.PRNGKey(4), (len(m.estimated),)) * 2.0
+    np.testing.assert_allclose(m._standard(jnp.asarray(u).at[:len(z)].set(m._from_standard(z))), z, atol=1e-12)
+    draws = jax.vmap(lambda key: m.estimates(m.prior_draw(key)))(jax.random.split(jax.random.PRNGKey(5), 4000))
+    zb = (np.log(np.asarray(draws[:, b])) - np.log(0.01)) / LN10  # sigma_log10 1.0 for both
+    zk = (np.log(np.asarray(draws[:, k])) - np.log(0.02)) / LN10
+    for zz in (zb, zk):  # N(0, 1): 4000 draws give the mean to +-0.016 (1 sd), the sd to +-0.011
+        assert abs(zz.mean()) < 0.07 and abs(zz.std() - 1.0) < 0.05
+    assert abs(np.corrcoef(zb, zk)[0, 1]) < 0.07
+
+
+@pytest.mark.parametrize("mechanisms", [None, SUMMED])
+def test_log_prior_gradient_matches_finite_differences(tmp_path, mechanisms):
+    m = _model(_config(tmp_path, prior={"shift": "horseshoe"},
+                       **({"model": {"shift_mechanisms": mechanisms}} if mechanisms else {})))
     u = jax.random.normal(jax.random.PRNGKey(1), (m.dim,)) * 0.5
     g = np.asarray(jax.grad(m.log_prior)(u))
     h = 1e-6

@@ -45,6 +45,12 @@ LOOPS = {
 }
 
 
+# Inputs the network adds: mTORC1 activation takes b_M1 + Tp, and TSC2's basal inactivation k_T0 enters Tp as about
+# k_T0 / k_Td, so blots inform b_M1 + k_T0 / k_Td rather than each (the all-8 SBC's ridge, benchmarks/README.md).
+# (first summand, second summand, divisor of the second): `posterior.Model` samples their sum and share.
+SUMMED_INPUTS = (("b_M1", "k_T0", "k_Td"),)
+
+
 def loop_overrides(loops_off) -> dict[str, float]:
     """Parameter values that switch off the named feedback loops."""
     out = {}

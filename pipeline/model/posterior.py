@@ -7,6 +7,13 @@ Coordinates of `u` (names in `Model.coords`, in this order):
   doses; all shared by the lines except through the shifts), non-centred: for a
   log-normal prior, log theta = log(median) + sigma_log10 * ln(10) * u (so u ~ N(0, 1) a priori);
   for a Beta prior (fractions), u = logit(theta).
+- `sum:<x>+<y>/<d>` and `share:<x>` in place of `<x>` and `<y>`, for each input the network adds
+  (`network.SUMMED_INPUTS`: mTORC1 takes b_M1 + k_T0 / k_Td) whose summands are both estimated log-normals: with
+  a = log x and b = log(y / d) (d at the variant's value, a constant here), the log sum logaddexp(a, b) and the
+  log ratio a - b, each centred at the prior medians' and divided by sqrt(sigma_x sigma_y) (the two priors' sd of
+  log). The blots inform the sum, not each summand; in (log x, log y) the posterior is an L-shaped ridge that no
+  mass matrix fits, in (sum, share) a band along the share. The change has Jacobian determinant 1, so the
+  prior and the posterior are the same as in the summands' own coordinates (`_standard`).
 - `shift:<line>:<parameter>`: the mechanism shifts of each non-reference line (model-spec.md
   section 4). The line's value is theta * exp(delta) (a fraction: logit theta + delta), delta in
   natural-log units. Laplace prior: delta = b * u, u ~ Laplace(0, 1). Regularised horseshoe
@@ -37,7 +44,7 @@ import scipy.special
 from jax.scipy import stats
 
 from pipeline.blots import design as design_mod
-from pipeline.model import observation, parameters, simulate, solver, variant
+from pipeline.model import network, observation, parameters, simulate, solver, variant
 from pipeline.vocabulary import TARGETS
 
 LN10 = math.log(10.0)
@@ -64,6 +71,7 @@ class Model:
         self.beta_b = t["beta_b"].fillna(1.0).to_numpy(float) if len(t) else np.zeros(0)
         # log B(a, b) from scipy: jax.scipy.special.betaln is off by 8e-8 at (2, 18) (c_T, phi_b)
         self.log_beta_norm = scipy.special.betaln(self.beta_a, self.beta_b)
+        self._sums = self._summed_inputs(values)
 
         self.shift_params = variant.shiftable(config)
         self.shift_index = np.array([names.index(p) for _, p in self.shift_params], dtype=int)
@@ -83,7 +91,10 @@ class Model:
 
         k, lines = len(self.shift_params), self.shifted_lines
         shift_names = [f"shift:{line}:{p}" for line in lines for _, p in self.shift_params]
-        coords = list(self.estimated) + shift_names
+        coords = list(self.estimated)
+        for (x, y, d), i, j in zip(self._sums["names"], self._sums["i"], self._sums["j"]):
+            coords[i], coords[j] = f"sum:{x}+{y}/{d}", f"share:{x}"
+        coords += shift_names
         if self.shift_prior == "horseshoe":
             coords += [f"log_lambda:{line}:{p}" for line in lines for _, p in self.shift_params]
             coords += [f"log_tau:{line}" for line in lines]
@@ -107,13 +118,44 @@ class Model:
             at += len(self.targets)
         self.dim = at
 
+    def _summed_inputs(self, values) -> dict:
+        """Index arrays and constants of the summed inputs sampled as sum and share (module docstring)."""
+        found = [(x, y, d) for x, y, d in network.SUMMED_INPUTS
+                 if x in self.estimated and y in self.estimated and not parameters.is_fraction(x)
+                 and not parameters.is_fraction(y) and 0.0 < values[d] < math.inf]
+        i = np.array([self.estimated.index(x) for x, _, _ in found], dtype=int)
+        j = np.array([self.estimated.index(y) for _, y, _ in found], dtype=int)
+        a0 = self.est_loc[i]  # log x at its prior median
+        b0 = self.est_loc[j] - np.log([values[d] for _, _, d in found])  # log(y / d) at y's prior median
+        return {"names": found, "i": i, "j": j, "a0": a0, "b0": b0, "sa": self.est_scale[i], "sb": self.est_scale[j],
+                "s": np.sqrt(self.est_scale[i] * self.est_scale[j]), "sum0": np.logaddexp(a0, b0), "ratio0": a0 - b0}
+
+    def _standard(self, u):
+        """u's estimated block as each parameter's standard coordinate z (log theta = loc + scale * z; logit theta
+        for fractions): the summed inputs' sum and share turned back into their summands'."""
+        w, c = jnp.asarray(self._part(u, "est")), self._sums
+        if not len(c["i"]):
+            return w
+        log_sum = c["sum0"] + c["s"] * w[c["i"]]
+        ratio = c["ratio0"] + c["s"] * w[c["j"]]
+        a, b = log_sum - jax.nn.softplus(-ratio), log_sum - jax.nn.softplus(ratio)  # a - b = ratio
+        return w.at[c["i"]].set((a - c["a0"]) / c["sa"]).at[c["j"]].set((b - c["b0"]) / c["sb"])
+
+    def _from_standard(self, z):
+        """The inverse of `_standard`: standard coordinates of the estimated parameters -> u's estimated block."""
+        z, c = jnp.asarray(z), self._sums
+        if not len(c["i"]):
+            return z
+        a, b = c["a0"] + c["sa"] * z[c["i"]], c["b0"] + c["sb"] * z[c["j"]]
+        return z.at[c["i"]].set((jnp.logaddexp(a, b) - c["sum0"]) / c["s"]).at[c["j"]].set((a - b - c["ratio0"]) / c["s"])
+
     # ---- named pieces of u -------------------------------------------------------------------------
     def _part(self, u, name):
         return u[self._slices[name]]
 
     def estimates(self, u):
         """The estimated parameters' natural values, [n_est]."""
-        z = self._part(u, "est")
+        z = self._standard(u)
         return jnp.where(self.est_beta, jax.nn.sigmoid(z), jnp.exp(self.est_loc + self.est_scale * z))
 
     def shifts(self, u):
@@ -151,8 +193,9 @@ class Model:
 
     # ---- densities ---------------------------------------------------------------------------------
     def log_prior(self, u):
-        """The prior density of u (Jacobians included), up to a constant for none of it: every term is normalised."""
-        z = self._part(u, "est")
+        """The prior density of u (Jacobians included), up to a constant for none of it: every term is normalised.
+        (The summed inputs' change of coordinates, `_standard`, has Jacobian determinant 1.)"""
+        z = self._standard(u)
         x = jax.nn.sigmoid(z)
         beta_lp = self.beta_a * jnp.log(x) + self.beta_b * jnp.log1p(-x) - self.log_beta_norm  # with dx/dz
         lp = jnp.sum(jnp.where(self.est_beta, beta_lp, stats.norm.logpdf(z)))
@@ -240,7 +283,7 @@ class Model:
         n_est = len(self.estimated)
         z = jax.random.normal(keys[0], (n_est,))
         frac = jax.random.beta(keys[1], self.beta_a, self.beta_b, (n_est,))
-        parts = [jnp.where(self.est_beta, jnp.log(frac) - jnp.log1p(-frac), z)]
+        parts = [self._from_standard(jnp.where(self.est_beta, jnp.log(frac) - jnp.log1p(-frac), z))]
         n_shift = len(self.shifted_lines) * len(self.shift_params)
         if self.shift_prior == "laplace":
             parts.append(jax.random.laplace(keys[2], (n_shift,)))
