@@ -194,7 +194,7 @@ def test_report_is_one_self_contained_page_with_every_figure(fitted):
                     "Posterior predictive against the blots", "Sampler", "What the data inform"):
         assert f"<h2>{heading}</h2>" in page, heading
     for check in ("R-hat (max)", "ESS bulk (min)", "ESS tail (min)", "Divergences", "Solver failures (sampling)",
-                  "E-BFMI (min over chains)"):
+                  "E-BFMI (min over chains)", "Chains in separate modes"):
         assert check in page, check
     assert not re.search(r"(src|href)=[\"'](?!data:)", page)  # nothing loaded from elsewhere
     embedded = re.findall(r'src="data:image/png;base64,([^"]+)"', page)

@@ -88,3 +88,47 @@ def test_the_report_says_what_is_held_and_what_could_be():
     assert "c_T = 0.2" in text and "kd_T could be held" in text and "X could" not in text
     assert "none" in report._held({"model": {"fixed": {}}}, idata, []) and "could be held" not in \
         report._held({"model": {"fixed": {}}}, idata, ["log X"])
+
+
+def _posterior(centres, shift_centres, rng, draws=400):
+    """InferenceData with parameters ~ N(centre per chain, 0.3) and log2_fc[line, shift] ~ N(centre per chain, 0.3)."""
+    centres = {k: np.asarray(v, float) for k, v in centres.items()}
+    chains = len(next(iter(centres.values())))
+    post = {k: c[:, None] + 0.3 * rng.normal(size=(chains, draws)) for k, c in centres.items()}
+    shift = np.asarray(shift_centres, float)  # (chain, shift)
+    post["log2_fc"] = shift[:, None, None, :] + 0.3 * rng.normal(size=(chains, draws, 1, shift.shape[1]))
+    lp = np.arange(chains)[:, None] * -3.5 - 620.0 + rng.normal(size=(chains, draws))
+    return az.from_dict(posterior=post, sample_stats={"energy": rng.normal(size=(chains, draws)), "lp": lp},
+                        coords={"cell_line": ["R"], "shift_parameter": ["IC50_MK2206", "X"]},
+                        dims={"log2_fc": ["cell_line", "shift_parameter"]})
+
+
+def test_chains_of_one_region_pass_the_mode_check():
+    rng = np.random.default_rng(4)
+    centres = {f"p{i}": np.zeros(4) for i in range(100)}  # 4 chains x 50 draws of 102 coordinates, one region
+    idata = _posterior(centres, np.zeros((4, 2)), rng, draws=diagnose.MODE_MIN_DRAWS)
+    found = {c.name: c for c in diagnose.checks(idata, GOOD, 8)}
+    assert found["Chains in separate modes"].status == diagnose.OK
+
+
+def test_chains_in_separate_modes_are_named_with_their_shift_calls():
+    rng = np.random.default_rng(5)
+    # the PTEN / AKT-dephosphorylation trade-off: chain 0 low rho_PTEN and high kd_T, chain 1 the other way
+    same_calls = _posterior({"rho_PTEN": [-2.5, 2.3], "kd_T": [0.7, -2.3], "alpha_mTOR": [0.0, 0.2]},
+                            [[3.0, 0.0], [3.2, 0.1]], rng)
+    check = {c.name: c for c in diagnose.checks(same_calls, GOOD, 8)}["Chains in separate modes"]
+    assert check.status == diagnose.BAD and check.value == "2 coordinates"
+    assert "rho_PTEN (chain medians -2.5" in check.message and "kd_T (chain medians 0.7" in check.message
+    assert "alpha_mTOR" not in check.message
+    assert "Mean log density per chain: -620.0, -623.5" in check.message
+    assert "same in every chain (R IC50_MK2206)" in check.message
+    assert diagnose.verdict(list({c.name: c for c in diagnose.checks(same_calls, GOOD, 8)}.values()))[0] == diagnose.BAD
+
+    # the modes differ in what they call: the mode-dependent shift is named per chain, and is itself a gap
+    other_calls = _posterior({"rho_PTEN": [-2.5, 2.3]}, [[3.0, 0.0], [0.0, 3.0]], rng)
+    check = {c.name: c for c in diagnose.checks(other_calls, GOOD, 8)}["Chains in separate modes"]
+    assert "depend on the mode: chain 0: R IC50_MK2206; chain 1: R X" in check.message
+    assert "log2_fc[R, IC50_MK2206]" in check.message and check.value == "3 coordinates"
+    # the threshold is the config's: at |log2 FC| > 4 no chain calls anything
+    check = {c.name: c for c in diagnose.checks(other_calls, GOOD, 8, threshold_log2=4.0)}["Chains in separate modes"]
+    assert "same in every chain (none)" in check.message

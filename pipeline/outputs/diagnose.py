@@ -5,6 +5,8 @@ Thresholds follow Vehtari et al. 2021 (rank-normalised R-hat <= 1.01, bulk and t
 chain) and Betancourt 2017 (E-BFMI >= 0.3, no divergences); solver failures are proposals rejected
 because an ODE solve failed (`sample_stats.solver_failures`), and iterations that stop at the maximum
 tree depth mean a NUTS trajectory was cut short (see `sampler.max_tree_depth`; ChEES builds no tree).
+Chains whose 90 % intervals of one coordinate do not overlap sit in separate modes: the check names where,
+and whether the shift calls (prob_shift > CALL) depend on the mode.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ OK, CAUTION, BAD = "ok", "caution", "bad"
 RHAT_OK, RHAT_BAD = 1.01, 1.05
 ESS_PER_CHAIN = 100
 EBFMI_MIN = 0.3
+MODE_MIN_DRAWS = 50  # fewer draws per chain give too rough a 90 % interval to tell modes apart
+CALL = 0.9  # the prob_shift of a called shift
 
 
 @dataclass(frozen=True)
@@ -28,8 +32,9 @@ class Check:
     message: str  # plain words: what it means and, if not OK, what to do
 
 
-def checks(idata: az.InferenceData, diagnostics: dict, max_tree_depth: int) -> list[Check]:
-    """Every check of one fit, from posterior.nc and diagnostics.json (the numbers of the fit stage)."""
+def checks(idata: az.InferenceData, diagnostics: dict, max_tree_depth: int, threshold_log2: float = 1.0) -> list[Check]:
+    """Every check of one fit, from posterior.nc and diagnostics.json (the numbers of the fit stage);
+    threshold_log2: the |log2 FC| a shift must pass to count (`summary.threshold_log2`)."""
     chains, draws = diagnostics["chains"], diagnostics["draws"]
     out = []
     rhat = diagnostics["max_rhat"]
@@ -73,7 +78,60 @@ def checks(idata: az.InferenceData, diagnostics: dict, max_tree_depth: int) -> l
     out.append(Check("E-BFMI (min over chains)", ", ".join(f"{x:.2f}" for x in ebfmi), status, msg))
     if "tree_depth" in idata.sample_stats:  # NUTS (ChEES builds no tree: its trajectory length is adapted)
         out.append(_depth(idata.sample_stats["tree_depth"].values, diagnostics, max_tree_depth))
+    if "posterior" in idata and idata.posterior.sizes["chain"] > 1 and idata.posterior.sizes["draw"] >= MODE_MIN_DRAWS:
+        out.append(_modes(idata, threshold_log2))
     return out
+
+
+def _modes(idata: az.InferenceData, threshold_log2: float) -> Check:
+    """Whether two chains hold separate regions of one coordinate (disjoint 5-95 % intervals) and, if so, which
+    coordinates (the widest gaps first, relative to the pooled 90 % width) and each chain's shift calls."""
+    post = idata.posterior
+    gaps = []  # (relative gap, label, chain medians)
+    for name, da in post.data_vars.items():
+        extra = [d for d in da.dims if d not in ("chain", "draw")]
+        x = da.transpose("chain", "draw", *extra).values.reshape(post.sizes["chain"], post.sizes["draw"], -1)
+        lo, hi = np.quantile(x, [0.05, 0.95], axis=1)
+        pooled = x.reshape(-1, x.shape[-1])
+        width = np.quantile(pooled, 0.95, axis=0) - np.quantile(pooled, 0.05, axis=0)
+        gap = lo.max(axis=0) - hi.min(axis=0)
+        for k in np.flatnonzero(gap > 0):
+            index = np.unravel_index(k, [da.sizes[d] for d in extra]) if extra else ()
+            label = name + (f"[{', '.join(str(da[d].values[i]) for d, i in zip(extra, index))}]" if extra else "")
+            gaps.append((gap[k] / width[k], label, np.median(x[:, :, k], axis=1)))
+    if not gaps:
+        return Check("Chains in separate modes", "none", OK, "Every chain covers the same region of every coordinate.")
+    gaps.sort(key=lambda g: -g[0])
+    where = "; ".join(f"{label} (chain medians {', '.join(f'{m:.3g}' for m in med)})" for _, label, med in gaps[:3])
+    more = f" and {len(gaps) - 3} more" if len(gaps) > 3 else ""
+    lp = (" Mean log density per chain: " + ", ".join(f"{v:.1f}" for v in idata.sample_stats["lp"].mean("draw").values)
+          + "." if "lp" in idata.sample_stats else "")
+    calls = _calls(post, threshold_log2)
+    if calls is None:
+        attribution = ""
+    elif len(set(calls)) == 1:
+        attribution = (f" The shift calls (prob_shift > {CALL}) are the same in every chain ({calls[0] or 'none'}): "
+                       "the attribution does not depend on the mode, the sizes and intervals do.")
+    else:
+        attribution = (" The shift calls depend on the mode: " + "; ".join(
+            f"chain {c}: {call or 'none'}" for c, call in enumerate(calls)) + ". Do not read the shifts table yet.")
+    return Check("Chains in separate modes", f"{len(gaps)} coordinates", BAD,
+                 f"The chains' 90 % intervals do not overlap for {where}{more}: the posterior has separate modes "
+                 f"that the chains do not cross.{lp}{attribution} The data do not decide between the modes: add "
+                 "the condition that separates these parameters (`pipeline design` ranks candidate blots), or fix one "
+                 "of them (model.fixed) from other evidence; more chains from more MAP starts "
+                 "(sampler.chains, sampler.init_tolerance) show how many modes there are.")
+
+
+def _calls(post, threshold_log2: float) -> list[str] | None:
+    """Per chain, the shifts it calls (prob_shift > CALL within the chain), as text; None without shifts."""
+    if "log2_fc" not in post:
+        return None
+    fc = post["log2_fc"].transpose("chain", "draw", "cell_line", "shift_parameter")
+    p = (np.abs(fc.values) > threshold_log2).mean(axis=1)
+    return [", ".join(f"{line} {param}" for i, line in enumerate(fc["cell_line"].values)
+                      for j, param in enumerate(fc["shift_parameter"].values) if p[c, i, j] > CALL)
+            for c in range(p.shape[0])]
 
 
 def _depth(depth: np.ndarray, diagnostics: dict, max_tree_depth: int) -> Check:

@@ -256,7 +256,8 @@ def _petab_head(config: dict, idata, parameters: pd.DataFrame, pngs: dict) -> li
 
 
 def _trust(config: dict, idata, diag: dict) -> list[str]:
-    found = diagnose.checks(idata, diag, config["sampler"]["max_tree_depth"])
+    found = diagnose.checks(idata, diag, config["sampler"]["max_tree_depth"],
+                            config["summary"]["threshold_log2"])
     status, sentence = diagnose.verdict(found)
     h = html.escape
     return ["<h2>Can the fit be trusted?</h2>",
