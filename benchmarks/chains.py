@@ -9,7 +9,8 @@ Prints the `--top` coordinates by R-hat with each chain's mean and 5-95 % interv
 same on the log scale; for each `--expr NAME=EXPRESSION` (numpy's functions, the posterior's variables, and
 the parameter table's nominal values of parameters the posterior lacks) its R-hat, sd and per-chain interval.
 A ridge the data inform only as a combination shows as components with large R-hat and sd and a combination
-with R-hat near 1 and a small sd.
+with R-hat near 1 and a small sd. Last, the report's check for chains in separate modes
+(`pipeline.outputs.diagnose.modes`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import arviz as az
 import numpy as np
 
 from pipeline.model import parameters
+from pipeline.outputs import diagnose
 
 
 def describe(label: str, x: np.ndarray) -> str:
@@ -53,7 +55,8 @@ def main(argv=None) -> int:
     ap.add_argument("--log", nargs="*", default=[], metavar="NAME")
     ap.add_argument("--expr", nargs="*", default=[], metavar="NAME=EXPRESSION")
     args = ap.parse_args(argv)
-    post = az.from_netcdf(args.posterior).posterior
+    idata = az.from_netcdf(args.posterior)
+    post = idata.posterior
     where = {label: (name, idx) for label, name, idx in coordinates(post, skip=2)}
     for label, _ in worst_rhat(az.rhat(post), args.top):
         name, idx = where[label]
@@ -65,6 +68,8 @@ def main(argv=None) -> int:
     for item in args.expr:
         name, _, expression = item.partition("=")
         print(describe(name, np.asarray(eval(expression, {"__builtins__": {}}, scope), dtype=float)))
+    check = diagnose.modes(idata, threshold_log2=1.0)
+    print(f"modes: {check.status} ({check.value}): {check.message}")
     return 0
 
 

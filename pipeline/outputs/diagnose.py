@@ -79,11 +79,11 @@ def checks(idata: az.InferenceData, diagnostics: dict, max_tree_depth: int, thre
     if "tree_depth" in idata.sample_stats:  # NUTS (ChEES builds no tree: its trajectory length is adapted)
         out.append(_depth(idata.sample_stats["tree_depth"].values, diagnostics, max_tree_depth))
     if "posterior" in idata and idata.posterior.sizes["chain"] > 1 and idata.posterior.sizes["draw"] >= MODE_MIN_DRAWS:
-        out.append(_modes(idata, threshold_log2))
+        out.append(modes(idata, threshold_log2))
     return out
 
 
-def _modes(idata: az.InferenceData, threshold_log2: float) -> Check:
+def modes(idata: az.InferenceData, threshold_log2: float) -> Check:
     """Whether two chains hold separate regions of one coordinate (disjoint 5-95 % intervals) and, if so, which
     coordinates (the widest gaps first, relative to the pooled 90 % width) and each chain's shift calls."""
     post = idata.posterior
@@ -105,7 +105,7 @@ def _modes(idata: az.InferenceData, threshold_log2: float) -> Check:
     where = "; ".join(f"{label} (chain medians {', '.join(f'{m:.3g}' for m in med)})" for _, label, med in gaps[:3])
     more = f" and {len(gaps) - 3} more" if len(gaps) > 3 else ""
     lp = (" Mean log density per chain: " + ", ".join(f"{v:.1f}" for v in idata.sample_stats["lp"].mean("draw").values)
-          + "." if "lp" in idata.sample_stats else "")
+          + "." if "sample_stats" in idata and "lp" in idata.sample_stats else "")
     calls = _calls(post, threshold_log2)
     if calls is None:
         attribution = ""
