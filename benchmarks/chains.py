@@ -31,20 +31,10 @@ def describe(label: str, x: np.ndarray) -> str:
     return f"{label:40s} R-hat {float(az.rhat(x)):.3f}  sd {x.std():.3g}  per chain 5/50/95 %: {q}"
 
 
-def coordinates(ds, skip: int = 0):
-    """(label, variable, index) of every scalar of a Dataset past its first `skip` dimensions (2 for draws:
-    chain and draw), labelled like "shift[resistant,k_T0]"."""
-    for name, var in ds.data_vars.items():
-        coords = [var[d].values for d in var.dims[skip:]]
-        for idx in np.ndindex(var.shape[skip:]):
-            label = ",".join(str(c[i]) for c, i in zip(coords, idx))
-            yield (f"{name}[{label}]" if label else name), name, idx
-
-
 def worst_rhat(rhat, top: int = 5) -> list[tuple[str, float]]:
     """The `top` largest R-hats of an az.rhat Dataset with their labels, NaN first, e.g.
     ("shift[resistant,k_T0]", 1.31): which coordinates have not mixed."""
-    out = [(label, float(rhat[name].values[idx])) for label, name, idx in coordinates(rhat)]
+    out = [(label, float(rhat[name].values[idx])) for label, name, idx in diagnose.coordinates(rhat)]
     return sorted(out, key=lambda t: -np.nan_to_num(t[1], nan=np.inf))[:top]
 
 
@@ -57,7 +47,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     idata = az.from_netcdf(args.posterior)
     post = idata.posterior
-    where = {label: (name, idx) for label, name, idx in coordinates(post, skip=2)}
+    where = {label: (name, idx) for label, name, idx in diagnose.coordinates(post, skip=2)}
     for label, _ in worst_rhat(az.rhat(post), args.top):
         name, idx = where[label]
         print(describe(label, post[name].values[(slice(None), slice(None), *idx)]))

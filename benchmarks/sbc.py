@@ -51,7 +51,7 @@ from pipeline import fit  # noqa: E402
 from pipeline.blots import dataset, design, ingest
 from pipeline.model import parameters, synthetic, variant
 from pipeline.inference import engine, mcmc, optimize  # noqa: E402
-from chains import worst_rhat  # noqa: E402  (benchmarks/chains.py: coordinates labelled alike)
+from chains import worst_rhat  # noqa: E402  (labelled by diagnose.coordinates, as the report labels them)
 
 SPEC = ROOT / "tests" / "data" / "specs" / "one_shift.yaml"
 PLANTED = tuple(CONFIG["model"]["shift_mechanisms"])  # the mechanisms this design shows (MK-2206 only)

@@ -88,17 +88,12 @@ def modes(idata: az.InferenceData, threshold_log2: float) -> Check:
     coordinates (the widest gaps first, relative to the pooled 90 % width) and each chain's shift calls."""
     post = idata.posterior
     gaps = []  # (relative gap, label, chain medians)
-    for name, da in post.data_vars.items():
-        extra = [d for d in da.dims if d not in ("chain", "draw")]
-        x = da.transpose("chain", "draw", *extra).values.reshape(post.sizes["chain"], post.sizes["draw"], -1)
+    for label, name, idx in coordinates(post, skip=2):
+        x = post[name].values[(slice(None), slice(None), *idx)]  # [chain, draw]
         lo, hi = np.quantile(x, [0.05, 0.95], axis=1)
-        pooled = x.reshape(-1, x.shape[-1])
-        width = np.quantile(pooled, 0.95, axis=0) - np.quantile(pooled, 0.05, axis=0)
-        gap = lo.max(axis=0) - hi.min(axis=0)
-        for k in np.flatnonzero(gap > 0):
-            index = np.unravel_index(k, [da.sizes[d] for d in extra]) if extra else ()
-            label = name + (f"[{', '.join(str(da[d].values[i]) for d, i in zip(extra, index))}]" if extra else "")
-            gaps.append((gap[k] / width[k], label, np.median(x[:, :, k], axis=1)))
+        if lo.max() > hi.min():
+            gaps.append(((lo.max() - hi.min()) / (np.quantile(x, 0.95) - np.quantile(x, 0.05)), label,
+                         np.median(x, axis=1)))
     if not gaps:
         return Check("Chains in separate modes", "none", OK, "Every chain covers the same region of every coordinate.")
     gaps.sort(key=lambda g: -g[0])
@@ -121,6 +116,16 @@ def modes(idata: az.InferenceData, threshold_log2: float) -> Check:
                  "the condition that separates these parameters (`pipeline design` ranks candidate blots), or fix one "
                  "of them (model.fixed) from other evidence; more chains from more MAP starts "
                  "(sampler.chains, sampler.init_tolerance) show how many modes there are.")
+
+
+def coordinates(ds, skip: int = 0):
+    """(label, variable, index) of every scalar of a Dataset past its first `skip` dimensions (2 for draws:
+    chain and draw), labelled like "shift[resistant,k_T0]"."""
+    for name, var in ds.data_vars.items():
+        coords = [var[d].values for d in var.dims[skip:]]
+        for idx in np.ndindex(var.shape[skip:]):
+            label = ",".join(str(c[i]) for c, i in zip(coords, idx))
+            yield (f"{name}[{label}]" if label else name), name, idx
 
 
 def _calls(post, threshold_log2: float) -> list[str] | None:
